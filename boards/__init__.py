@@ -1,0 +1,1 @@
+"""specmx boards package."""

@@ -1,0 +1,1 @@
+"""specmx hdl package."""

@@ -1,0 +1,1 @@
+"""specmx models package."""

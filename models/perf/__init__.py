@@ -1,0 +1,1 @@
+"""specmx models/perf package."""

@@ -1,0 +1,1 @@
+"""specmx sim package."""
