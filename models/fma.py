@@ -50,7 +50,7 @@ ACC_FORMATS = ("bf16", "fp16", "fp32")
 NORM_POLICIES = ("round", "flush", "internal")
 ROUNDINGS = ("rne", "rtz")
 SUBNORMAL_MODES = ("ieee", "flush")
-MAX_STEP = 8
+STEPS = (1, 2, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class FMAConfig:
     window : int or None
         Leading-zero detector window in bits (None: the whole sum, i.e. exact).
     step : int
-        Granularity of the normalizing left shift, 1..8 (1: any amount).
+        Granularity of the normalizing left shift: 1, 2, 4 or 8 (1: any amount).
     policy : {"round", "flush", "internal"}
         What an unnormalized sum becomes (module docstring). Irrelevant in exact mode except
         "internal", which changes the accumulator word.
@@ -131,8 +131,9 @@ class FMAConfig:
         _choice("rounding", self.rounding, ROUNDINGS)
         _choice("subnormals", self.subnormals, SUBNORMAL_MODES)
         _choice("e4m3_overflow", self.e4m3_overflow, ("nan", "saturate"))
-        if isinstance(self.step, bool) or not isinstance(self.step, int) or not 1 <= self.step <= MAX_STEP:
-            raise ValueError(f"step: must be an integer in 1..{MAX_STEP}, got {self.step!r}")
+        if isinstance(self.step, bool) or self.step not in STEPS:
+            raise ValueError(f"step: must be one of {', '.join(map(str, STEPS))} (shifter levels are "
+                             f"powers of two), got {self.step!r}")
         if self.window is not None:
             if isinstance(self.window, bool) or not isinstance(self.window, int) or \
                     not 1 <= self.window <= self.sum_width:
@@ -408,7 +409,7 @@ def _pack_ieee(fmt, neg, sig, top_exp, rounding):
     The exponent field is added rather than ORed, so a carry out of the significand (or a
     subnormal rounding up to the smallest normal) increments the exponent by itself.
     """
-    packed = ((top_exp + fmt.bias - 1) << fmt.man_bits) + sig
+    packed = np.where(sig == 0, 0, ((top_exp + fmt.bias - 1) << fmt.man_bits) + sig)
     big = fmt.inf_bits if rounding == "rne" else fmt.max_finite_bits
     packed = np.where(packed > fmt.max_finite_bits, big, packed)
     return packed | (neg << (fmt.width - 1))

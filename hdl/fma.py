@@ -1,0 +1,241 @@
+"""Amaranth FMA unit r = a*b + c with exact or approximate normalization.
+
+The datapath is the one of `specmx.models.fma` (read its docstring first): unpack, exact
+product, align with sticky, add, (approximate) normalize, round, pack. Both are generated from
+the same `FMAConfig`, and the cocotb tests check them bit for bit.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..models.fma import FMAConfig
+from .arith import grouped_leading_zeros, leading_zeros, max_signed, unpack_ieee
+
+__all__ = ["FMA", "fma_datapath", "CUT_POINTS"]
+
+# Pipeline cut points in datapath order; `stages=n` registers the first n of PREFERENCE.
+CUT_POINTS = ("mul", "align", "add", "norm", "out")
+PREFERENCE = ("out", "add", "mul", "norm", "align")
+EXP = signed(14)   # exponent arithmetic: wide enough for every format's sums and differences
+
+
+class _Pipeline:
+    """Registers a dict of values at the chosen cut points (held while `enable` is low)."""
+
+    def __init__(self, m, cuts, enable):
+        self.m, self.cuts, self.enable = m, cuts, enable
+
+    def cut(self, name, **values):
+        if name not in self.cuts:
+            return values
+        out = {}
+        for key, value in values.items():
+            value = Value.cast(value)
+            reg = Signal(value.shape(), name=f"{name}_{key}")
+            with self.m.If(self.enable):
+                self.m.d.sync += reg.eq(value)
+            out[key] = reg
+        return out
+
+
+def _unpack_internal(bits, ifmt):
+    sig = bits[:ifmt.sig_bits]
+    exp = bits[ifmt.sig_bits:ifmt.sig_bits + ifmt.exp_bits]
+    special = exp.all()
+    is_nan = special & sig.any()
+    is_inf = special & ~sig.any()
+    lsb_exp = exp - Const(ifmt.bias + ifmt.sig_bits - 1, EXP)
+    return bits[-1], Mux(special, 0, sig), lsb_exp, is_nan, is_inf
+
+
+def _align(m, x, width, top, anchor, sum_width, name):
+    """Right-shift x into the sum register, ORing the bits shifted out into the LSB."""
+    dist = anchor - top
+    shift = Signal(range(sum_width + 2), name=f"{name}_shift")
+    m.d.comb += shift.eq(Mux(dist < 0, 0, Mux(dist > sum_width + 1, sum_width + 1, dist)))
+    placed = Cat(Const(0, sum_width - width), x)
+    kept = (placed >> shift)[:sum_width]
+    lost_mask = ~(Const((1 << sum_width) - 1, sum_width) << shift)[:sum_width]
+    sticky = (placed & lost_mask).any()
+    return kept | sticky
+
+
+def fma_datapath(m, cfg: FMAConfig, a, b, c, pipe: _Pipeline):
+    """Build the combinational (optionally pipelined) datapath; returns the result word."""
+    in_f, acc_f = cfg.in_f, cfg.acc_f
+    daz = cfg.subnormals == "flush"
+    W, p = cfg.sum_width, cfg.c_width
+
+    # 1. unpack + exact product
+    sa, sig_a, ea, nan_a, inf_a = unpack_ieee(a, in_f, daz, EXP)
+    sb, sig_b, eb, nan_b, inf_b = unpack_ieee(b, in_f, daz, EXP)
+    if cfg.internal:
+        sc, sig_c, ec, nan_c, inf_c = _unpack_internal(c, cfg.int_f)
+    else:
+        sc, sig_c, ec, nan_c, inf_c = unpack_ieee(c, acc_f, daz, EXP)
+    sp = sa ^ sb
+    zero_a = ~sig_a.any() & ~nan_a & ~inf_a
+    zero_b = ~sig_b.any() & ~nan_b & ~inf_b
+    prod_inf = inf_a | inf_b
+    is_nan = nan_a | nan_b | nan_c | (inf_a & zero_b) | (zero_a & inf_b) | (prod_inf & inf_c & (sp != sc))
+    is_inf = prod_inf | inf_c
+    inf_sign = Mux(prod_inf, sp, sc)
+    v = pipe.cut("mul", prod=sig_a * sig_b, top_p=(ea + eb + cfg.prod_width)[:EXP.width].as_signed(),
+                 sig_c=sig_c, top_c=(ec + cfg.c_width)[:EXP.width].as_signed(), sp=sp, sc=sc,
+                 is_nan=is_nan, is_inf=is_inf, inf_sign=inf_sign)
+
+    # 2. align around the larger container top (never below emin for IEEE results)
+    prod, sig_c, top_p, top_c = v["prod"], v["sig_c"], v["top_p"], v["top_c"]
+    anchor = Mux(~prod.any(), top_c, Mux(~sig_c.any(), top_p, max_signed(top_p, top_c)))
+    if not cfg.internal:
+        anchor = max_signed(anchor, Const(acc_f.emin, EXP))
+    anchor = anchor[:EXP.width].as_signed()
+    pa = _align(m, prod, cfg.prod_width, top_p, anchor, W, "prod")
+    ca = _align(m, sig_c, cfg.c_width, top_c, anchor, W, "c")
+    v = pipe.cut("align", pa=pa, ca=ca, anchor=anchor, sp=v["sp"], sc=v["sc"],
+                 is_nan=v["is_nan"], is_inf=v["is_inf"], inf_sign=v["inf_sign"])
+
+    # 3. signed add
+    pa_s = Mux(v["sp"], -v["pa"], v["pa"])
+    ca_s = Mux(v["sc"], -v["ca"], v["ca"])
+    total = Signal(signed(W + 2), name="total")
+    m.d.comb += total.eq(pa_s + ca_s)
+    neg = total < 0
+    mag = Mux(neg, -total, total)[:W + 1]
+    v = pipe.cut("add", mag=mag, neg=neg, zero_sign=v["sp"] & v["sc"], anchor=v["anchor"],
+                 is_nan=v["is_nan"], is_inf=v["is_inf"], inf_sign=v["inf_sign"])
+
+    # 4. normalize: exact or approximate left shift
+    mag, anchor = v["mag"], v["anchor"]
+    G = cfg.step
+    g_bits = G.bit_length() - 1             # step is a power of two
+    window = min(cfg.lzd_window, W + 1)
+    if cfg.window is None and G == 1:
+        lz_groups = leading_zeros(mag)       # exact: the whole sum
+    else:
+        lz_groups = grouped_leading_zeros(mag, window, G)
+    if cfg.internal:
+        shift = (lz_groups << g_bits)
+    else:
+        room = anchor - acc_f.emin           # >= 0: shifting further would go below emin
+        room_groups = (room >> g_bits).as_unsigned()
+        shift = Mux(room_groups < lz_groups, room_groups, lz_groups) << g_bits
+    shift_s = Signal(range(W + 2), name="norm_shift")
+    m.d.comb += shift_s.eq(shift)
+    norm = (mag << shift_s)[:W + 1]
+    top_exp = (anchor - shift_s)[:EXP.width].as_signed()
+    residual = Signal(name="unnormalized")
+    if cfg.internal:
+        m.d.comb += residual.eq(0)
+    else:
+        # Left unnormalized: no leading one at the top and not stopped at the emin boundary.
+        m.d.comb += residual.eq(~norm[W] & (top_exp != acc_f.emin))
+    v = pipe.cut("norm", norm=norm, top_exp=top_exp, residual=residual, neg=v["neg"],
+                 zero_sum=~mag.any(), zero_sign=v["zero_sign"], is_nan=v["is_nan"],
+                 is_inf=v["is_inf"], inf_sign=v["inf_sign"])
+
+    # 5. round the top p bits, pack, specials
+    norm, top_exp, neg = v["norm"], v["top_exp"], v["neg"]
+    sig = norm[W + 1 - p:]
+    if cfg.rounding == "rne":
+        round_bit = norm[W - p]
+        sticky = norm[:W - p].any()
+        sig = sig + (round_bit & (sticky | sig[0]))
+    sig = Value.cast(sig)
+    if cfg.internal:
+        word = cfg.int_f
+        out = _pack_internal(m, word, neg, sig, top_exp)
+    else:
+        word = acc_f
+        if not cfg.exact:
+            if cfg.policy == "flush":
+                sig = Mux(v["residual"], 0, sig)
+            else:
+                sig, top_exp = _renormalize(m, acc_f, sig, top_exp, p)
+        out = _pack_ieee(m, acc_f, neg, sig, top_exp, cfg.rounding)
+    out = Mux(v["zero_sum"], Cat(Const(0, word.width - 1), v["zero_sign"]), out)
+    if daz and not cfg.internal:
+        out = Mux(out[acc_f.man_bits:acc_f.man_bits + acc_f.exp_bits].any(), out,
+                  Cat(Const(0, word.width - 1), out[-1]))
+    out = Mux(v["is_inf"], Cat(Const(word.inf_bits, word.width - 1), v["inf_sign"]), out)
+    out = Mux(v["is_nan"], Const(word.canonical_nan, word.width), out)
+    return pipe.cut("out", r=out)["r"]
+
+
+def _renormalize(m, fmt, sig, top_exp, p):
+    """Policy "round": bring the leading one of a fixed-position rounded significand to the
+    top (or to the emin boundary) with a narrow shifter (p+1 bits instead of the sum width)."""
+    lz = leading_zeros(sig)                  # over p+1 bits: lz - 1 = bits to shift up
+    want = Mux(lz > 0, lz - 1, 0)
+    room = top_exp - fmt.emin
+    up = Signal(range(p + 2), name="renorm_shift")
+    m.d.comb += up.eq(Mux(room < want, room, want))
+    return (sig << up)[:p + 1], (top_exp - up)[:EXP.width].as_signed()
+
+
+def _pack_ieee(m, fmt, neg, sig, top_exp, rounding):
+    """Exponent field added (not ORed) so a significand carry increments it by itself."""
+    packed = Signal(signed(fmt.width + 8), name="packed")
+    m.d.comb += packed.eq(Mux(sig.any(), ((top_exp + (fmt.bias - 1)) << fmt.man_bits) + sig, 0))
+    big = fmt.inf_bits if rounding == "rne" else fmt.max_finite_bits
+    magnitude = Mux(packed > fmt.max_finite_bits, big, packed[:fmt.width - 1])
+    return Cat(magnitude[:fmt.width - 1], neg)
+
+
+def _pack_internal(m, ifmt, neg, sig, top_exp):
+    carry = sig[ifmt.sig_bits]
+    sig = Mux(carry, sig[1:ifmt.sig_bits + 1], sig[:ifmt.sig_bits])
+    exp = Signal(EXP, name="int_exp")
+    m.d.comb += exp.eq(top_exp + carry + ifmt.bias)
+    out = Cat(sig, exp[:ifmt.exp_bits], neg)
+    out = Mux(exp >= ifmt.exp_all_ones, Cat(Const(ifmt.inf_bits, ifmt.width - 1), neg), out)
+    return Mux((exp <= 0) | ~sig.any(), Cat(Const(0, ifmt.width - 1), neg), out)
+
+
+class FMA(wiring.Component):
+    """Pipelined floating-point multiply-add r = a*b + c.
+
+    Parameters
+    ----------
+    cfg : FMAConfig
+        Formats, normalization knobs and rounding; shared with the golden model.
+    stages : int
+        Pipeline depth in cycles, 0 (combinational) .. 5. Registers go to the cut points
+        `out`, `add`, `mul`, `norm`, `align`, in that order of preference.
+
+    Members
+    -------
+    a, b : In(in_fmt width)      multiplicands (raw bit patterns)
+    c : In(cfg.acc_width)        addend: IEEE accumulator word, or internal word
+    valid : In(1)                operands present this cycle
+    en : In(1, init=1)           clock enable: while low, the pipeline holds its contents
+    r : Out(cfg.acc_width)       result, `stages` enabled cycles after its operands
+    r_valid : Out(1)             r holds the result of a valid operand set
+    """
+
+    def __init__(self, cfg: FMAConfig, stages: int = 1):
+        if not isinstance(cfg, FMAConfig):
+            raise TypeError(f"cfg must be an FMAConfig, not {cfg!r}")
+        if isinstance(stages, bool) or not isinstance(stages, int) or not 0 <= stages <= len(CUT_POINTS):
+            raise ValueError(f"stages: must be an integer in 0..{len(CUT_POINTS)}, got {stages!r}")
+        self.cfg, self.stages = cfg, stages
+        super().__init__({
+            "a": In(cfg.in_f.width), "b": In(cfg.in_f.width), "c": In(cfg.acc_width),
+            "valid": In(1), "en": In(1, init=1),
+            "r": Out(cfg.acc_width), "r_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cuts = set(PREFERENCE[:self.stages])
+        pipe = _Pipeline(m, cuts, self.en)
+        m.d.comb += self.r.eq(fma_datapath(m, self.cfg, self.a, self.b, self.c, pipe))
+        valid = self.valid
+        for _ in range(self.stages):
+            reg = Signal()
+            with m.If(self.en):
+                m.d.sync += reg.eq(valid)
+            valid = reg
+        m.d.comb += self.r_valid.eq(valid)
+        return m
