@@ -108,52 +108,14 @@ def fma_datapath(m, cfg: FMAConfig, a, b, c, pipe: _Pipeline):
 
     # 4. normalize: exact or approximate left shift
     mag, anchor = v["mag"], v["anchor"]
-    G = cfg.step
-    g_bits = G.bit_length() - 1             # step is a power of two
-    window = min(cfg.lzd_window, W + 1)
-    if cfg.window is None and G == 1:
-        lz_groups = leading_zeros(mag)       # exact: the whole sum
-    else:
-        lz_groups = grouped_leading_zeros(mag, window, G)
-    if cfg.internal:
-        shift = (lz_groups << g_bits)
-    else:
-        room = anchor - acc_f.emin           # >= 0: shifting further would go below emin
-        room_groups = (room >> g_bits).as_unsigned()
-        shift = Mux(room_groups < lz_groups, room_groups, lz_groups) << g_bits
-    shift_s = Signal(range(W + 2), name="norm_shift")
-    m.d.comb += shift_s.eq(shift)
-    norm = (mag << shift_s)[:W + 1]
-    top_exp = (anchor - shift_s)[:EXP.width].as_signed()
-    residual = Signal(name="unnormalized")
-    if cfg.internal:
-        m.d.comb += residual.eq(0)
-    else:
-        # Left unnormalized: no leading one at the top and not stopped at the emin boundary.
-        m.d.comb += residual.eq(~norm[W] & (top_exp != acc_f.emin))
+    norm, top_exp, residual = normalize_shift(m, cfg, mag, anchor, leading_zero_groups(cfg, mag))
     v = pipe.cut("norm", norm=norm, top_exp=top_exp, residual=residual, neg=v["neg"],
                  zero_sum=~mag.any(), zero_sign=v["zero_sign"], is_nan=v["is_nan"],
                  is_inf=v["is_inf"], inf_sign=v["inf_sign"])
 
     # 5. round the top p bits, pack, specials
-    norm, top_exp, neg = v["norm"], v["top_exp"], v["neg"]
-    sig = norm[W + 1 - p:]
-    if cfg.rounding == "rne":
-        round_bit = norm[W - p]
-        sticky = norm[:W - p].any()
-        sig = sig + (round_bit & (sticky | sig[0]))
-    sig = Value.cast(sig)
-    if cfg.internal:
-        word = cfg.int_f
-        out = _pack_internal(m, word, neg, sig, top_exp)
-    else:
-        word = acc_f
-        if not cfg.exact:
-            if cfg.policy == "flush":
-                sig = Mux(v["residual"], 0, sig)
-            else:
-                sig, top_exp = _renormalize(m, acc_f, sig, top_exp, p)
-        out = _pack_ieee(m, acc_f, neg, sig, top_exp, cfg.rounding)
+    out = round_pack(m, cfg, v["norm"], v["top_exp"], v["neg"], v["residual"])
+    word = cfg.int_f if cfg.internal else acc_f
     out = Mux(v["zero_sum"], Cat(Const(0, word.width - 1), v["zero_sign"]), out)
     if daz and not cfg.internal:
         out = Mux(out[acc_f.man_bits:acc_f.man_bits + acc_f.exp_bits].any(), out,
@@ -161,6 +123,56 @@ def fma_datapath(m, cfg: FMAConfig, a, b, c, pipe: _Pipeline):
     out = Mux(v["is_inf"], Cat(Const(word.inf_bits, word.width - 1), v["inf_sign"]), out)
     out = Mux(v["is_nan"], Const(word.canonical_nan, word.width), out)
     return pipe.cut("out", r=out)["r"]
+
+
+def leading_zero_groups(cfg, mag):
+    """Leading-zero detector: exact count over the whole sum, or all-zero groups of `step`
+    bits among the top `window` bits (approximate)."""
+    if cfg.window is None and cfg.step == 1:
+        return leading_zeros(mag)
+    return grouped_leading_zeros(mag, min(cfg.lzd_window, cfg.sum_width + 1), cfg.step)
+
+
+def normalize_shift(m, cfg, mag, anchor, lz_groups):
+    """Normalizing left shift by step * groups, stopped at emin for IEEE results.
+    Returns (shifted sum, exponent of its top bit, 'left unnormalized' flag)."""
+    W = cfg.sum_width
+    g_bits = cfg.step.bit_length() - 1       # step is a power of two
+    if cfg.internal:
+        shift = lz_groups << g_bits
+    else:
+        room = anchor - cfg.acc_f.emin       # >= 0: shifting further would go below emin
+        room_groups = (room >> g_bits).as_unsigned()
+        shift = Mux(room_groups < lz_groups, room_groups, lz_groups) << g_bits
+    shift_s = Signal(range(W + 2), name="norm_shift")
+    m.d.comb += shift_s.eq(shift)
+    norm = (mag << shift_s)[:W + 1]
+    top_exp = (anchor - shift_s)[:EXP.width].as_signed()
+    residual = Signal(name="unnormalized")
+    if not cfg.internal:
+        # Left unnormalized: no leading one at the top and not stopped at the emin boundary.
+        m.d.comb += residual.eq(~norm[W] & (top_exp != cfg.acc_f.emin))
+    return norm, top_exp, residual
+
+
+def round_pack(m, cfg, norm, top_exp, neg, residual):
+    """Round the top p bits of the normalized sum (rne/rtz) and pack the result word
+    (specials and zero are overridden by the caller)."""
+    W, p = cfg.sum_width, cfg.c_width
+    sig = norm[W + 1 - p:]
+    if cfg.rounding == "rne":
+        round_bit = norm[W - p]
+        sticky = norm[:W - p].any()
+        sig = sig + (round_bit & (sticky | sig[0]))
+    sig = Value.cast(sig)
+    if cfg.internal:
+        return _pack_internal(m, cfg.int_f, neg, sig, top_exp)
+    if not cfg.exact:
+        if cfg.policy == "flush":
+            sig = Mux(residual, 0, sig)
+        else:
+            sig, top_exp = _renormalize(m, cfg.acc_f, sig, top_exp, p)
+    return _pack_ieee(m, cfg.acc_f, neg, sig, top_exp, cfg.rounding)
 
 
 def _renormalize(m, fmt, sig, top_exp, p):
