@@ -1,0 +1,40 @@
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "specmx.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["fma", "check", "--in", "fp12"], "in_fmt: unknown value 'fp12'; allowed: bf16, fp16, e4m3, e5m2"),
+    (["fma", "check", "--norm", "window=99"], "window: must be an integer in 1..42"),
+    (["fma", "check", "--norm", "window=8,step=0"], "step: must be one of 1, 2, 4, 8"),
+    (["fma", "check", "--norm", "window=8,policy=drop"], "policy: unknown value 'drop'"),
+    (["fma", "check", "--norm", "bogus"], "norm: cannot parse 'bogus'"),
+    (["fma", "check", "--vectors", "0"], "vectors: must be 1..10000000, got 0"),
+    (["fma", "check", "--sim", "xsim"], "sim: unknown simulator 'xsim'; allowed: verilator, icarus"),
+    (["fma", "check", "--stages", "9"], "stages: must be 0..5, got 9"),
+])
+def test_bad_input_is_one_line_exit_2(args, message):
+    proc = run(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_bad_synth_input_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    proc = run("synth", "fma", "--acc", "e4m3", "--out", str(out))
+    assert proc.returncode == 2 and "acc_fmt: unknown value 'e4m3'" in proc.stderr
+    assert not out.exists()
+
+
+def test_fma_check_prints_summary_line():
+    proc = run("fma", "check", "--in", "bf16", "--acc", "fp32", "--norm", "exact",
+               "--vectors", "800", "--sim", "verilator")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("800 vectors, 0 mismatches")
