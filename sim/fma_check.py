@@ -33,7 +33,8 @@ def check_fma(cfg: FMAConfig, vectors=20000, stages=2, simulator="verilator", se
         result = run_cocotb(FMA(cfg, stages), "fma", "specmx.sim.tb_fma",
                             {"SPECMX_VECTORS": path, "SPECMX_STAGES": stages, "SPECMX_SEED": seed,
                              "SPECMX_STALL": stall, "SPECMX_BUBBLE": bubble}, simulator)
-    report = dict(result.report)
+    report = {"vectors": 0, "results": 0, "mismatches": None, "first_mismatches": []}
+    report.update(result.report)   # empty when the simulation died before reporting
     report["passed"] = result.passed
     report["log_dir"] = str(result.log_dir)
     return report

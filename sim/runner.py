@@ -75,13 +75,15 @@ def run_cocotb(component, toplevel, test_module, env, simulator="verilator", ver
     from cocotb_tools.runner import get_results, get_runner
 
     text = verilog_text if verilog_text is not None else to_verilog(component, toplevel)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"] \
+        if simulator == "verilator" else []
+    timescale = ("1ns", "1ps")
+    # The cache key covers everything the build depends on: the Verilog and the build options.
+    digest = hashlib.sha256(repr((text, build_args, timescale)).encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / f"{toplevel}-{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
     runner = get_runner(simulator)
-    build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"] \
-        if simulator == "verilator" else []
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not source.exists() or source.read_text() != text:
@@ -91,7 +93,8 @@ def run_cocotb(component, toplevel, test_module, env, simulator="verilator", ver
         os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
         # always=False: cocotb skips the build when the (hash-named) sources are unchanged.
         runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                     build_args=build_args, always=False, log_file=build_dir / "build.log")
+                     build_args=build_args, always=False, log_file=build_dir / "build.log",
+                     timescale=timescale)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{toplevel}-", dir=BUILD_ROOT))
     report_path = run_dir / "report.json"
     results_xml = run_dir / "results.xml"
