@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from ..models.fma import FMAConfig
 from .arith import grouped_leading_zeros, leading_zeros, max_signed, unpack_ieee
 
-__all__ = ["FMA", "fma_datapath", "CUT_POINTS"]
+__all__ = ["FMA", "fma_datapath", "CUT_POINTS", "ieee_to_internal"]
 
 # Pipeline cut points in datapath order; `stages=n` registers the first n of PREFERENCE.
 CUT_POINTS = ("mul", "align", "add", "norm", "out")
@@ -39,7 +39,7 @@ class _Pipeline:
         return out
 
 
-def _unpack_internal(bits, ifmt):
+def unpack_internal(bits, ifmt):
     sig = bits[:ifmt.sig_bits]
     exp = bits[ifmt.sig_bits:ifmt.sig_bits + ifmt.exp_bits]
     special = exp.all()
@@ -49,7 +49,7 @@ def _unpack_internal(bits, ifmt):
     return bits[-1], Mux(special, 0, sig), lsb_exp, is_nan, is_inf
 
 
-def _align(m, x, width, top, anchor, sum_width, name):
+def align(m, x, width, top, anchor, sum_width, name):
     """Right-shift x into the sum register, ORing the bits shifted out into the LSB."""
     dist = anchor - top
     shift = Signal(range(sum_width + 2), name=f"{name}_shift")
@@ -71,7 +71,7 @@ def fma_datapath(m, cfg: FMAConfig, a, b, c, pipe: _Pipeline):
     sa, sig_a, ea, nan_a, inf_a = unpack_ieee(a, in_f, daz, EXP)
     sb, sig_b, eb, nan_b, inf_b = unpack_ieee(b, in_f, daz, EXP)
     if cfg.internal:
-        sc, sig_c, ec, nan_c, inf_c = _unpack_internal(c, cfg.int_f)
+        sc, sig_c, ec, nan_c, inf_c = unpack_internal(c, cfg.int_f)
     else:
         sc, sig_c, ec, nan_c, inf_c = unpack_ieee(c, acc_f, daz, EXP)
     sp = sa ^ sb
@@ -91,8 +91,8 @@ def fma_datapath(m, cfg: FMAConfig, a, b, c, pipe: _Pipeline):
     if not cfg.internal:
         anchor = max_signed(anchor, Const(acc_f.emin, EXP))
     anchor = anchor[:EXP.width].as_signed()
-    pa = _align(m, prod, cfg.prod_width, top_p, anchor, W, "prod")
-    ca = _align(m, sig_c, cfg.c_width, top_c, anchor, W, "c")
+    pa = align(m, prod, cfg.prod_width, top_p, anchor, W, "prod")
+    ca = align(m, sig_c, cfg.c_width, top_c, anchor, W, "c")
     v = pipe.cut("align", pa=pa, ca=ca, anchor=anchor, sp=v["sp"], sc=v["sc"],
                  is_nan=v["is_nan"], is_inf=v["is_inf"], inf_sign=v["inf_sign"])
 
@@ -155,16 +155,15 @@ def normalize_shift(m, cfg, mag, anchor, lz_groups):
     return norm, top_exp, residual
 
 
-def round_pack(m, cfg, norm, top_exp, neg, residual):
-    """Round the top p bits of the normalized sum (rne/rtz) and pack the result word
-    (specials and zero are overridden by the caller)."""
-    W, p = cfg.sum_width, cfg.c_width
-    sig = norm[W + 1 - p:]
+def round_pack(m, cfg, norm, top_exp, neg, residual, p=None):
+    """Round the top p bits (default: cfg.c_width) of the normalized sum (rne/rtz) and pack
+    the result word (specials and zero are overridden by the caller)."""
+    W, p = cfg.sum_width, (cfg.c_width if p is None else p)
+    sig = Cat(norm[W + 1 - p:], Const(0, 1))      # p+1 bits: room for a rounding carry
     if cfg.rounding == "rne":
         round_bit = norm[W - p]
         sticky = norm[:W - p].any()
-        sig = sig + (round_bit & (sticky | sig[0]))
-    sig = Value.cast(sig)
+        sig = (sig + (round_bit & (sticky | sig[0])))[:p + 1]
     if cfg.internal:
         return _pack_internal(m, cfg.int_f, neg, sig, top_exp)
     if not cfg.exact:
@@ -251,3 +250,14 @@ class FMA(wiring.Component):
             valid = reg
         m.d.comb += self.r_valid.eq(valid)
         return m
+
+
+def ieee_to_internal(bits, cfg: FMAConfig):
+    """IEEE accumulator word -> internal word (exact); mirrors `models.fma.to_internal`."""
+    acc_f, ifmt = cfg.acc_f, cfg.int_f
+    sign, sig, lsb_exp, is_nan, is_inf = unpack_ieee(bits, acc_f, cfg.subnormals == "flush", EXP)
+    exp = (lsb_exp + acc_f.man_bits + ifmt.bias)[:ifmt.exp_bits]
+    word = Cat(Const(0, ifmt.sig_bits - acc_f.precision), sig, exp, sign)
+    word = Mux(sig.any(), word, Cat(Const(0, ifmt.width - 1), sign))
+    word = Mux(is_inf, Cat(Const(ifmt.inf_bits, ifmt.width - 1), sign), word)
+    return Mux(is_nan, Const(ifmt.canonical_nan, ifmt.width), word)

@@ -16,6 +16,8 @@ CONFIGS = [
     (FMAConfig("bf16", "bf16", window=4, step=2, policy="round"), 2),
     (FMAConfig("bf16", "fp32", window=8, step=1, policy="flush"), 4),
     (FMAConfig("fp16", "fp32", rounding="rtz", subnormals="flush"), 2),
+    (FMAConfig("bf16", "bf16", window=4, step=2, policy="round", rounding="rtz"), 1),
+    (FMAConfig("bf16", "fp32", window=4, step=4, policy="internal", rounding="rtz"), 2),
 ]
 
 

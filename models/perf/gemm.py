@@ -1,0 +1,76 @@
+"""Cycle model of `hdl.gemm.GEMMEngine` (plain Python, no Amaranth): exact for the RTL.
+
+The engine runs three phases back to back (see the schedule in `hdl/gemm.py`):
+  load     L + 1,  L = max(M*K, K*N, M*N) words, all three streams at one word per cycle
+  compute  OS: MT*NT*(2R + C + K*s - 1) + R + 1
+           WS: NT*KT*(M + R + R*s + C + 1)
+  drain    M*N + 1
+With a memory bandwidth limit (bytes per cycle shared by the load and drain streams), a phase
+takes at least its bytes / bandwidth cycles; the excess is reported as stall cycles.
+`compute_cycles` counts the cycles in which the array does useful MACs' worth of work (the
+M*N*K MACs at R*C per cycle); utilization = compute_cycles / total_cycles.
+"""
+
+from dataclasses import asdict, dataclass
+from math import ceil
+
+__all__ = ["GemmCycles", "gemm_cycles", "DATAFLOWS"]
+
+DATAFLOWS = ("os", "ws")
+
+
+@dataclass(frozen=True)
+class GemmCycles:
+    total_cycles: int
+    load_cycles: int
+    array_cycles: int
+    drain_cycles: int
+    stall_cycles: int
+    compute_cycles: int
+    utilization: float
+    throughput_gflops: float
+    runtime_us: float
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def _positive(name, value, high=None):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (high and value > high):
+        rng = f"1..{high}" if high else ">= 1"
+        raise ValueError(f"{name}: must be an integer {rng}, got {value!r}")
+
+
+def gemm_cycles(M, N, K, rows, cols, dataflow="os", pe_stages=1, clock_mhz=300.0,
+                bandwidth=None, in_bytes=2, acc_bytes=4):
+    """Cycles of C = A x B + C0 (M x K times K x N) on a rows x cols engine.
+
+    bandwidth: bytes per cycle of the operand/result interface, or None for the engine's own
+    one-word-per-stream-per-cycle rate. Returns a GemmCycles.
+    """
+    for name, v in (("M", M), ("N", N), ("K", K), ("rows", rows), ("cols", cols), ("pe_stages", pe_stages)):
+        _positive(name, v)
+    if dataflow not in DATAFLOWS:
+        raise ValueError(f"dataflow: unknown {dataflow!r}; allowed: {', '.join(DATAFLOWS)}")
+    if clock_mhz <= 0:
+        raise ValueError(f"clock: must be > 0 MHz, got {clock_mhz}")
+    R, C, s = rows, cols, pe_stages
+    MT, NT, KT = ceil(M / R), ceil(N / C), ceil(K / R)
+    load = max(M * K, K * N, M * N) + 1
+    drain = M * N + 1
+    if dataflow == "os":
+        array = MT * NT * (2 * R + C + K * s - 1) + R + 1
+    else:
+        array = NT * KT * (M + R + R * s + C + 1)
+    stall = 0
+    if bandwidth is not None:
+        if bandwidth <= 0:
+            raise ValueError(f"bandwidth: must be > 0 bytes/cycle, got {bandwidth}")
+        load_bw = ceil(((M * K + K * N) * in_bytes + M * N * acc_bytes) / bandwidth) + 1
+        drain_bw = ceil(M * N * acc_bytes / bandwidth) + 1
+        stall = max(0, load_bw - load) + max(0, drain_bw - drain)
+    total = load + array + drain + stall
+    compute = ceil(M * N * K / (R * C))
+    seconds = total / (clock_mhz * 1e6)
+    return GemmCycles(total, load, array, drain, stall, compute, compute / total,
+                      2 * M * N * K / seconds / 1e9, seconds * 1e6)
