@@ -33,7 +33,7 @@ class StreamSource:
             self.valid.value = 0
 
     def sample(self):
-        """After the edge (read-only phase): True if a word was accepted this cycle."""
+        """Before the edge (read-only phase): True if a word is accepted at this edge."""
         if int(self.valid.value) and int(self.ready.value):
             self.index += 1
             return True
@@ -65,7 +65,7 @@ async def gemm_matches_golden(dut):
             src.drive()
         ready = int(rng.random() >= backpressure)
         dut.r_out__ready.value = ready
-        await RisingEdge(dut.clk)
+        # Handshakes are decided by the values just before the clock edge.
         await ReadOnly()
         cmd.sample()
         if any([src.sample() for src in sources]) and first is None:
@@ -76,6 +76,7 @@ async def gemm_matches_golden(dut):
                 last = cycle
             else:
                 held += 1
+        await RisingEdge(dut.clk)
         await FallingEdge(dut.clk)
         cycle += 1
     expected = v["expected"].ravel()
