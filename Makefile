@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,oracle]'
 	@# SCALE-Sim 3.0.0 needs numpy<2: its own venv, called as a subprocess for comparisons.
 	test -x .venv-scalesim/bin/python || $(PY) -m venv .venv-scalesim
 	.venv-scalesim/bin/python -m pip install -q 'numpy<2' 'scalesim==3.0.0'
