@@ -1,0 +1,326 @@
+"""Speculative decoding for Mamba (plain numpy): token trees, tree verification for a
+recurrence, greedy / rejection-sampling acceptance, and state backtracking.
+
+A round starts from the target state S after all committed tokens but the last one (`last`):
+1. the draft grows a token tree rooted at `last`: `tree=(3, 2, 1)` gives the root 3 children
+   (the draft's top-3; i.i.d. draft samples when sampling), each of those 2, each of those 1;
+2. the target verifies the whole tree in one pass (`verify_tree`): nodes are visited in FIFO
+   (breadth-first) order; per layer, the linear layers (in_proj, x_proj/dt_proj, out_proj) run
+   batched over tiles of `tile` nodes while the conv and SSM steps run in series, each from
+   its parent's state. A parent's state is held only until its last child has used it (a
+   chain overwrites in place, so states are kept at branch points only);
+3. acceptance walks the tree: greedy takes the child equal to the target's argmax; sampling
+   tries the children in order with probability min(1, p/q) and, on rejection, continues with
+   the residual max(p - q, 0) (SpecInfer's multi-candidate rule, exact for i.i.d. candidates).
+   The round always ends with one token chosen by the target (the "bonus" token);
+4. backtracking sets S to the target state at the last accepted node:
+   store      snapshot every node's state during verification and pick one;
+   recompute  cache each node's small SSM inputs (conv input, activated input, dt, B) and
+              re-run only the recurrences along the accepted path;
+   hybrid     store when nodes x state bytes fits `memory_budget`, otherwise recompute.
+All three give bit-identical states, hence identical tokens; their costs are counted.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .mamba import MambaLM, MambaState, _silu, _softplus
+
+__all__ = ["TreeShape", "SpecStats", "speculative_generate", "verify_tree", "make_draft", "BACKTRACK"]
+
+BACKTRACK = ("store", "recompute", "hybrid")
+
+
+def TreeShape(text_or_seq):
+    """Parse a tree shape ('3,2,1' or a sequence of positive widths per depth)."""
+    if isinstance(text_or_seq, str):
+        try:
+            widths = tuple(int(x) for x in text_or_seq.split(","))
+        except ValueError:
+            raise ValueError(f"tree: expected comma-separated widths per depth, got {text_or_seq!r}") from None
+    else:
+        widths = tuple(text_or_seq)
+    if not widths or any((not isinstance(w, (int, np.integer))) or w < 1 for w in widths):
+        raise ValueError(f"tree: every width must be an integer >= 1, got {widths!r}")
+    if int(np.prod(np.cumprod(widths))) > 4096:
+        raise ValueError(f"tree: {widths!r} has too many nodes (at most 4096)")
+    return widths
+
+
+@dataclass
+class _Tree:
+    tokens: list = field(default_factory=list)
+    parent: list = field(default_factory=list)
+    children: list = field(default_factory=list)
+    q: list = field(default_factory=list)          # draft distribution at each node (sampling)
+
+    def add(self, token, parent):
+        self.tokens.append(int(token))
+        self.parent.append(parent)
+        self.children.append([])
+        self.q.append(None)
+        if parent >= 0:
+            self.children[parent].append(len(self.tokens) - 1)
+        return len(self.tokens) - 1
+
+
+@dataclass
+class SpecStats:
+    rounds: int = 0
+    target_passes: int = 0
+    nodes_verified: int = 0
+    draft_tokens: int = 0
+    accepted_draft_tokens: int = 0
+    emitted: int = 0
+    peak_state_bytes: int = 0
+    backtrack_bytes: int = 0
+    backtrack_flops: int = 0
+    verify_flops: int = 0
+    verify_bytes_moved: int = 0
+    strategy_used: dict = field(default_factory=dict)
+
+    def summary(self):
+        d = dict(self.__dict__)
+        d["acceptance_rate"] = self.accepted_draft_tokens / max(1, self.rounds * self._depth)
+        d["tokens_per_target_pass"] = self.emitted / max(1, self.target_passes)
+        d.pop("_depth", None)
+        return d
+
+
+def _softmax(x, temperature=1.0):
+    z = (x - x.max()) / temperature
+    e = np.exp(z.astype(np.float64))
+    return e / e.sum()
+
+
+def _build_tree(draft: MambaLM, dstate: MambaState, last, widths, rng, temperature):
+    """Grow the draft tree rooted at `last` (depth-first, copying draft states)."""
+    tree = _Tree()
+    root = tree.add(last, -1)
+    states = {root: dstate}
+
+    def grow(node, depth):
+        logits, st = draft.step(tree.tokens[node], states.pop(node))
+        if depth == len(widths):
+            return
+        k = widths[depth]
+        if rng is None:
+            cand = np.argsort(-logits, kind="stable")[:k]
+        else:
+            q = _softmax(logits, temperature)
+            tree.q[node] = q
+            cand = rng.choice(q.size, size=k, p=q)
+        for tok in cand:
+            child = tree.add(tok, node)
+            states[child] = st
+            grow(child, depth + 1)
+
+    grow(root, 0)
+    return tree
+
+
+def _layer_flops(cfg):
+    d, di, n, r, k = cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.dt_rank, cfg.conv_kernel
+    return 2 * d * 2 * di + 2 * k * di + 2 * di * (r + 2 * n) + 2 * r * di + 6 * di * n + 2 * di * d
+
+
+def verify_tree(model: MambaLM, state: MambaState, tokens, parent, tile=8, cache=False, store=False):
+    """Target pass over a token tree (parents listed before children).
+
+    Returns dict: logits [nodes, vocab]; `states` per node if store; `cache` per node (small
+    SSM inputs) if cache; and cost figures: peak_state_bytes, flops, bytes_moved.
+    """
+    cfg = model.cfg
+    n_nodes = len(tokens)
+    tokens = model._check_tokens(np.asarray(tokens))
+    x = model.w["backbone.embeddings.weight"][tokens].copy()
+    last_child = {}
+    for i, p in enumerate(parent):
+        if p >= 0:
+            last_child[p] = i
+    states = [MambaState() for _ in range(n_nodes)] if store else None
+    caches = [[] for _ in range(n_nodes)] if cache else None
+    layer_state_bytes = state.nbytes // cfg.num_hidden_layers
+    peak_live = 0
+    k = cfg.conv_kernel
+    for li, L in enumerate(model._layers):
+        h = model._rmsnorm(x, L["norm"])
+        xz = np.empty((n_nodes, 2 * cfg.intermediate_size), np.float32)
+        for t0 in range(0, n_nodes, tile):                        # batched linear layer
+            xz[t0:t0 + tile] = h[t0:t0 + tile] @ L["in_proj"]
+        u, z = xz[:, :cfg.intermediate_size], xz[:, cfg.intermediate_size:]
+        live_conv, live_ssm = {}, {}                              # node -> its state at this layer
+        y = np.empty_like(u)
+        for t0 in range(0, n_nodes, tile):
+            idx = range(t0, min(n_nodes, t0 + tile))
+            windows, acts = {}, []
+            for i in idx:                                         # conv steps, in series
+                prev = state.conv[li] if parent[i] < 0 else live_conv[parent[i]]
+                window = np.concatenate([prev, u[i][:, None]], axis=1)
+                acts.append(_silu((window * L["conv_w"]).sum(axis=1) + L["conv_b"]))
+                live_conv[i] = window[:, 1:]
+                if store:
+                    states[i].conv.append(window[:, 1:].copy())
+                if parent[i] >= 0 and last_child.get(parent[i]) == i:
+                    live_conv.pop(parent[i])
+            ua = np.stack(acts)
+            proj = ua @ L["x_proj"]                                # batched x_proj / dt_proj
+            r, n = cfg.dt_rank, cfg.state_size
+            dt = _softplus(proj[:, :r] @ L["dt_proj"] + L["dt_bias"])
+            Bm, Cm = proj[:, r:r + n], proj[:, r + n:]
+            for j, i in enumerate(idx):                           # SSM steps, in series
+                hprev = state.ssm[li] if parent[i] < 0 else live_ssm[parent[i]]
+                hnew = _ssm_update(L["A"], hprev, dt[j], ua[j], Bm[j])
+                y[i] = hnew @ Cm[j] + ua[j] * L["D"]
+                live_ssm[i] = hnew
+                if caches is not None:
+                    caches[i].append((u[i].copy(), ua[j].copy(), dt[j].copy(), Bm[j].copy()))
+                if store:
+                    states[i].ssm.append(hnew.copy())
+                if parent[i] >= 0 and last_child.get(parent[i]) == i:
+                    live_ssm.pop(parent[i])                       # its last child is done
+                peak_live = max(peak_live, len(live_ssm))
+        y = y * _silu(z)
+        for t0 in range(0, n_nodes, tile):
+            x[t0:t0 + tile] = x[t0:t0 + tile] + y[t0:t0 + tile] @ L["out_proj"]
+    logits = model._rmsnorm(x, model.w["backbone.norm_f.weight"]) @ model.w["backbone.embeddings.weight"].T
+    weight_bytes = sum(v.nbytes for key, v in model.w.items() if "layers" in key)
+    tiles = -(-n_nodes // tile)
+    out = {"logits": logits.astype(np.float32), "states": states, "cache": caches,
+           "peak_state_bytes": peak_live * layer_state_bytes,
+           "flops": n_nodes * (cfg.num_hidden_layers * _layer_flops(cfg) + 2 * cfg.hidden_size * cfg.vocab_size),
+           "bytes_moved": tiles * weight_bytes + model.w["backbone.embeddings.weight"].nbytes
+           + 2 * n_nodes * layer_state_bytes * cfg.num_hidden_layers}
+    return out
+
+
+def _ssm_update(A, h, dt, ua, B):
+    """One selective-scan step, written once so verification and recompute match bit for bit."""
+    return np.exp(dt[:, None] * A) * h + (dt * ua)[:, None] * B[None, :]
+
+
+def _recompute(model: MambaLM, state: MambaState, path_caches):
+    """Re-run only the conv-window shifts and SSM recurrences along an accepted path."""
+    new = state.copy()
+    for node_cache in path_caches:
+        for li, (u_pre, ua, dt, B) in enumerate(node_cache):
+            new.conv[li] = np.concatenate([new.conv[li], u_pre[:, None]], axis=1)[:, 1:]
+            new.ssm[li] = _ssm_update(model._layers[li]["A"], new.ssm[li], dt, ua, B)
+    return new
+
+
+def make_draft(target: MambaLM, spec: str, seed=0):
+    """Derive a draft from the target (no pretrained weights can be downloaded here):
+    'self' (the target itself), 'noiseS' (weights x (1 + S * N(0,1))), 'layersL' (the first L
+    layers with the target's embedding and final norm)."""
+    from .mamba import MambaConfig  # noqa: F401
+    cfg = target.cfg
+    if spec == "self":
+        return target
+    if spec.startswith("noise"):
+        try:
+            sigma = float(spec[5:])
+        except ValueError:
+            raise ValueError(f"draft: expected noise<sigma>, got {spec!r}") from None
+        rng = np.random.default_rng(seed)
+        w = {k: (v * (1 + sigma * rng.standard_normal(v.shape))).astype(np.float32)
+             if "layers" in k and not k.endswith("A_log") else v for k, v in target.w.items()}
+        return MambaLM(cfg, w)
+    if spec.startswith("layers"):
+        try:
+            n = int(spec[6:])
+        except ValueError:
+            raise ValueError(f"draft: expected layers<N>, got {spec!r}") from None
+        if not 1 <= n <= cfg.num_hidden_layers:
+            raise ValueError(f"draft: layers must be 1..{cfg.num_hidden_layers}, got {n}")
+        from dataclasses import replace
+        small = replace(cfg, num_hidden_layers=n)
+        w = {k: v for k, v in target.w.items() if "layers." not in k or int(k.split(".")[2]) < n}
+        return MambaLM(small, w)
+    raise ValueError(f"draft: unknown {spec!r}; allowed: self, noise<sigma>, layers<N>, or a directory")
+
+
+def speculative_generate(target: MambaLM, draft: MambaLM, prompt, n_tokens, tree=(3, 2, 1),
+                         backtrack="hybrid", memory_budget=1 << 20, sample=False,
+                         temperature=1.0, seed=0, tile=8):
+    """Generate n_tokens after `prompt` with draft + target. Returns (tokens, SpecStats)."""
+    widths = TreeShape(tree)
+    if backtrack not in BACKTRACK:
+        raise ValueError(f"backtrack: unknown {backtrack!r}; allowed: {', '.join(BACKTRACK)}")
+    prompt = target._check_tokens(np.asarray(prompt))
+    if prompt.size == 0:
+        raise ValueError("prompt: needs at least one token")
+    rng = np.random.default_rng(seed) if sample else None
+    stats = SpecStats()
+    stats._depth = len(widths)
+    S = target.forward(prompt[:-1], target.initial_state(), return_state=True)[1] if prompt.size > 1 \
+        else target.initial_state()
+    D = draft.forward(prompt[:-1], draft.initial_state(), return_state=True)[1] if prompt.size > 1 \
+        else draft.initial_state()
+    last = int(prompt[-1])
+    out = []
+    while len(out) < n_tokens:
+        t = _build_tree(draft, D, last, widths, rng, temperature)
+        n_nodes = len(t.tokens)
+        nbytes = S.nbytes
+        strategy = backtrack if backtrack != "hybrid" else \
+            ("store" if n_nodes * nbytes <= memory_budget else "recompute")
+        stats.strategy_used[strategy] = stats.strategy_used.get(strategy, 0) + 1
+        v = verify_tree(target, S, t.tokens, t.parent, tile, cache=strategy == "recompute",
+                        store=strategy == "store")
+        stats.rounds += 1
+        stats.target_passes += 1
+        stats.nodes_verified += n_nodes
+        stats.draft_tokens += n_nodes - 1
+        stats.verify_flops += v["flops"]
+        stats.verify_bytes_moved += v["bytes_moved"]
+        # acceptance walk
+        node, path, emitted = 0, [0], []
+        while True:
+            logits = v["logits"][node]
+            kids = t.children[node]
+            if not sample:
+                pred = int(np.argmax(logits))
+                nxt = next((c for c in kids if t.tokens[c] == pred), None)
+                emitted.append(pred)
+                if nxt is None:
+                    break
+                node = nxt
+            else:
+                p = _softmax(logits, temperature)
+                q = t.q[node]
+                chosen = None
+                for c in kids:
+                    tok = t.tokens[c]
+                    if rng.random() < min(1.0, p[tok] / q[tok]):
+                        chosen = c
+                        break
+                    p = np.maximum(p - q, 0.0)
+                    p = p / p.sum()
+                if chosen is None:
+                    emitted.append(int(rng.choice(p.size, p=p)))
+                    break
+                emitted.append(t.tokens[chosen])
+                node = chosen
+            path.append(node)
+        stats.accepted_draft_tokens += len(path) - 1
+        # backtrack: target state after the last accepted node
+        if strategy == "store":
+            S = v["states"][node]
+            stats.backtrack_bytes += n_nodes * nbytes
+        else:
+            S = _recompute(target, S, [v["cache"][i] for i in path])
+            per_node = sum(a.nbytes for entry in v["cache"][0] for a in entry)
+            stats.backtrack_bytes += n_nodes * per_node
+            stats.backtrack_flops += len(path) * target.cfg.num_hidden_layers * \
+                6 * target.cfg.intermediate_size * target.cfg.state_size
+        stats.peak_state_bytes = max(stats.peak_state_bytes, v["peak_state_bytes"] +
+                                     (n_nodes * nbytes if strategy == "store" else 0))
+        # draft: re-run along the accepted path (cheap, small model)
+        for i in path:
+            D = draft.step(t.tokens[i], D)[1]
+        out.extend(emitted)
+        stats.emitted += len(emitted)
+        last = emitted[-1]
+    return out[:n_tokens], stats
