@@ -79,6 +79,7 @@ PRESETS = {
     "790m": MambaConfig(hidden_size=1536, num_hidden_layers=48),
     "1.4b": MambaConfig(hidden_size=2048, num_hidden_layers=48),
     "2.8b": MambaConfig(hidden_size=2560, num_hidden_layers=64),
+    "micro": MambaConfig(vocab_size=16, hidden_size=32, state_size=4, num_hidden_layers=2),
     "tiny": MambaConfig(vocab_size=512, hidden_size=64, state_size=8, num_hidden_layers=2),
     "small": MambaConfig(vocab_size=1024, hidden_size=128, state_size=16, num_hidden_layers=4),
     "130m-2l": MambaConfig(hidden_size=768, num_hidden_layers=2),

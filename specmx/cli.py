@@ -256,6 +256,64 @@ def cmd_synth_gemm(args):
     return 0
 
 
+def _load_model(spec, field):
+    from pathlib import Path as _P
+    from .models.mamba import MambaLM, get_preset
+    if _P(spec).is_dir():
+        try:
+            return MambaLM.from_pretrained(spec)
+        except ValueError as exc:
+            raise UsageError(f"{field}: {exc}") from None
+    try:
+        return MambaLM.random(get_preset(spec), seed=0)
+    except ValueError:
+        from .models.mamba import PRESETS
+        raise UsageError(f"{field}: unknown preset {spec!r} and no such directory; allowed presets: "
+                         f"{', '.join(PRESETS)}") from None
+
+
+def cmd_mamba_generate(args):
+    from .models.specdec import BACKTRACK, TreeShape, make_draft, speculative_generate
+    target = _load_model(args.model, "model")
+    try:
+        prompt = [int(x) for x in args.prompt.split(",")]
+    except ValueError:
+        raise UsageError(f"prompt: expected comma-separated token ids, got {args.prompt!r}") from None
+    if min(prompt) < 0 or max(prompt) >= target.cfg.vocab_size:
+        raise UsageError(f"prompt: token ids must be in 0..{target.cfg.vocab_size - 1}, got {args.prompt}")
+    _positive("tokens", args.tokens, 1, 100000)
+    if args.backtrack not in BACKTRACK:
+        raise UsageError(f"backtrack: unknown {args.backtrack!r}; allowed: {', '.join(BACKTRACK)}")
+    try:
+        tree = TreeShape(args.tree)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    t0 = time.perf_counter()
+    if args.draft is None:
+        tokens, stats = target.greedy(prompt, args.tokens), {"mode": "greedy (no draft)"}
+    else:
+        from pathlib import Path as _P
+        try:
+            draft = _load_model(args.draft, "draft") if _P(args.draft).is_dir() else \
+                make_draft(target, args.draft, seed=args.seed)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if draft.cfg.vocab_size != target.cfg.vocab_size:
+            raise UsageError(f"draft: vocabulary {draft.cfg.vocab_size} differs from the target's "
+                             f"{target.cfg.vocab_size}")
+        tokens, st = speculative_generate(target, draft, prompt, args.tokens, tree, args.backtrack,
+                                          args.memory_budget, args.sample, args.temperature, args.seed)
+        stats = st.summary()
+    stats["seconds"] = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps({"tokens": tokens, "stats": stats}))
+    else:
+        print("tokens:", ",".join(map(str, tokens)))
+        for key, value in stats.items():
+            print(f"{key:>24}: {value:.4g}" if isinstance(value, float) else f"{key:>24}: {value}")
+    return 0
+
+
 def cmd_demo(args):
     from .demo import run_demo
     return run_demo()
@@ -336,6 +394,23 @@ def build_parser():
     p.add_argument("--bandwidth", type=float, default=None, metavar="B", help="(default: none)")
     p.add_argument("--out", default="out/perf", metavar="DIR", help="(default: %(default)s)")
     p.set_defaults(func=cmd_perf_sweep)
+
+    mamba = sub.add_parser("mamba", help="Mamba golden model").add_subparsers(dest="action", required=True)
+    p = mamba.add_parser("generate", help="greedy or speculative decoding")
+    p.add_argument("--model", default="tiny", metavar="NAME|DIR", help="preset or saved directory (default: %(default)s)")
+    p.add_argument("--draft", default=None, metavar="SPEC",
+                   help="self, noise<sigma>, layers<N> or a saved directory (default: plain greedy)")
+    p.add_argument("--tree", default="3,2,1", metavar="W,W,...", help="tree widths per depth (default: %(default)s)")
+    p.add_argument("--backtrack", default="hybrid", metavar="MODE", help="store, recompute, hybrid (default: %(default)s)")
+    p.add_argument("--memory-budget", type=int, default=1 << 20, metavar="BYTES",
+                   help="hybrid: store states when they fit (default: %(default)s)")
+    p.add_argument("--tokens", type=int, default=64, metavar="N", help="(default: %(default)s)")
+    p.add_argument("--prompt", default="1,2,3", metavar="IDS", help="(default: %(default)s)")
+    p.add_argument("--sample", action="store_true", help="rejection sampling instead of greedy")
+    p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="(default: %(default)s)")
+    p.add_argument("--json", action="store_true", help='print {"tokens": [...], "stats": {...}}')
+    p.set_defaults(func=cmd_mamba_generate)
 
     p = sub.add_parser("demo", help="run the main flow end to end")
     p.set_defaults(func=cmd_demo)
