@@ -35,6 +35,7 @@ regress: $(STAMP)
 
 bench: $(STAMP)
 	$(RUN) $(BIN)/python bench/run.py
+	$(RUN) $(BIN)/python bench/mamba.py
 
 clean:
 	rm -rf build out .pytest_cache
