@@ -279,9 +279,28 @@ class MambaLM:
                            for _ in range(cfg.num_hidden_layers)])
 
     def step(self, token, state: MambaState):
-        """Decode one token: returns (logits [vocab], new state). `state` is not modified."""
-        logits, new_state = self.forward(np.array([token]), state, return_state=True)
-        return logits[0], new_state
+        """Decode one token: returns (logits [vocab], new state). `state` is not modified.
+
+        Same arithmetic as `forward` on one token, without the sequence machinery."""
+        cfg = self.cfg
+        tok = self._check_tokens(np.array([token]))[0]
+        x = self.w["backbone.embeddings.weight"][tok]
+        new = MambaState()
+        r, n, di = cfg.dt_rank, cfg.state_size, cfg.intermediate_size
+        for li, L in enumerate(self._layers):
+            xz = self._rmsnorm(x, L["norm"]) @ L["in_proj"]
+            u, z = xz[:di], xz[di:]
+            window = np.concatenate([state.conv[li], u[:, None]], axis=1)
+            ua = _silu((window * L["conv_w"]).sum(axis=1) + L["conv_b"])
+            proj = ua @ L["x_proj"]
+            dt = _softplus(proj[:r] @ L["dt_proj"] + L["dt_bias"])
+            h = np.exp(dt[:, None] * L["A"]) * state.ssm[li] + (dt * ua)[:, None] * proj[None, r:r + n]
+            y = (h @ proj[r + n:] + ua * L["D"]) * _silu(z)
+            x = x + y @ L["out_proj"]
+            new.conv.append(window[:, 1:])
+            new.ssm.append(h)
+        logits = self._rmsnorm(x, self.w["backbone.norm_f.weight"]) @ self.w["backbone.embeddings.weight"].T
+        return logits.astype(np.float32, copy=False), new
 
     def greedy(self, prompt, n_tokens):
         """Plain greedy decoding: prefill the prompt, then n_tokens steps."""
