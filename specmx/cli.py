@@ -74,6 +74,24 @@ def cmd_fma_check(args):
     return 0 if report["passed"] and report["mismatches"] == 0 else 1
 
 
+def _slug(cfg):
+    return cfg.name.replace(":", "_").replace(",", "_").replace("=", "")
+
+
+def _save_result(result, path, as_json):
+    """Write a result as JSON (creating its folder) and print it as JSON or a table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    if as_json:
+        print(json.dumps(result))
+    else:
+        width = max(map(len, result))
+        for key, value in result.items():
+            print(f"{key:>{width}}: {value}")
+        print(f"saved {path}")
+    return 0
+
+
 def cmd_synth_fma(args):
     from .hdl.fma import FMA
     from .synth import synthesize
@@ -81,17 +99,7 @@ def cmd_synth_fma(args):
     _positive("stages", args.stages, 0, 5)
     result = {"config": cfg.name, "stages": args.stages}
     result.update(synthesize(FMA(cfg, args.stages), "fma", fmax=not args.no_fmax))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"synth_fma_{cfg.name.replace(':', '_').replace(',', '_').replace('=', '')}.json"
-    path.write_text(json.dumps(result, indent=2))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>10}: {value}")
-        print(f"saved {path}")
-    return 0
+    return _save_result(result, Path(args.out) / f"synth_fma_{_slug(cfg)}.json", args.json)
 
 
 def _triple(name, text):
@@ -247,17 +255,7 @@ def cmd_synth_gemm(args):
               "pe_stages": pe_stages, "pe_gates": pe["gates"], "pe_lut4": pe["lut4"],
               **{f"array_{k}": v for k, v in array.items()}}
     result["array_gates_per_pe"] = array["gates"] / (rows * cols)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"synth_gemm_{rows}x{cols}_{dataflow}_{cfg.name.replace(':', '_').replace(',', '_').replace('=', '')}.json"
-    path.write_text(json.dumps(result, indent=2))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
-        print(f"saved {path}")
-    return 0
+    return _save_result(result, Path(args.out) / f"synth_gemm_{rows}x{cols}_{dataflow}_{_slug(cfg)}.json", args.json)
 
 
 def _load_model(spec, field):
