@@ -33,7 +33,18 @@ BACKTRACK = ("store", "recompute", "hybrid")
 
 
 def TreeShape(text_or_seq):
-    """Parse a tree shape ('3,2,1' or a sequence of positive widths per depth)."""
+    """Parse a tree shape: widths per depth ('3,2,1' or a sequence of positive ints), or a
+    node budget ('budget=12' or {"budget": 12}: the draft's most probable paths, best first)."""
+    if isinstance(text_or_seq, dict):
+        text_or_seq = f"budget={text_or_seq.get('budget')}"
+    if isinstance(text_or_seq, str) and text_or_seq.startswith("budget="):
+        try:
+            budget = int(text_or_seq[7:])
+        except ValueError:
+            raise ValueError(f"tree: expected budget=<nodes>, got {text_or_seq!r}") from None
+        if not 1 <= budget <= 4096:
+            raise ValueError(f"tree: the node budget must be 1..4096, got {budget}")
+        return {"budget": budget}
     if isinstance(text_or_seq, str):
         try:
             widths = tuple(int(x) for x in text_or_seq.split(","))
@@ -79,12 +90,14 @@ class SpecStats:
     verify_flops: int = 0
     verify_bytes_moved: int = 0
     strategy_used: dict = field(default_factory=dict)
+    verifications: list = field(default_factory=list)   # one record per target pass
+    tree_depth_sum: int = 0       # acceptance rate = accepted / sum of tree depths
 
     def summary(self):
         d = dict(self.__dict__)
-        d["acceptance_rate"] = self.accepted_draft_tokens / max(1, self.rounds * self._depth)
+        d["acceptance_rate"] = self.accepted_draft_tokens / max(1, self.tree_depth_sum)
+        d["verifications"] = list(self.verifications)
         d["tokens_per_target_pass"] = self.emitted / max(1, self.target_passes)
-        d.pop("_depth", None)
         return d
 
 
@@ -94,8 +107,39 @@ def _softmax(x, temperature=1.0):
     return e / e.sum()
 
 
+def _build_budget_tree(draft: MambaLM, dstate: MambaState, last, budget, max_depth=16):
+    """Best-first tree: repeatedly add the candidate child with the highest draft path
+    probability until `budget` draft nodes exist (greedy acceptance only)."""
+    tree = _Tree()
+    root = tree.add(last, -1)
+    logits, st = draft.step(last, dstate)
+    frontier = []                                   # (path log-prob, parent, token, rank)
+
+    def offer(node, logits, logp):
+        lp = np.log(_softmax(logits))
+        for tok in np.argsort(-logits, kind="stable")[:budget]:
+            frontier.append((logp + lp[tok], node, int(tok)))
+
+    depth = {root: 0}
+    states = {root: st}
+    offer(root, logits, 0.0)
+    while len(tree.tokens) - 1 < budget and frontier:
+        frontier.sort(key=lambda f: -f[0])
+        logp, parent, tok = frontier.pop(0)
+        child = tree.add(tok, parent)
+        depth[child] = depth[parent] + 1
+        if depth[child] < max_depth:
+            logits, states[child] = draft.step(tok, states[parent])
+            offer(child, logits, logp)
+    return tree
+
+
 def _build_tree(draft: MambaLM, dstate: MambaState, last, widths, rng, temperature):
     """Grow the draft tree rooted at `last` (depth-first, copying draft states)."""
+    if isinstance(widths, dict):
+        if rng is not None:
+            raise ValueError("tree: a node budget needs greedy acceptance (sampling uses widths)")
+        return _build_budget_tree(draft, dstate, last, widths["budget"])
     tree = _Tree()
     root = tree.add(last, -1)
     states = {root: dstate}
@@ -253,7 +297,6 @@ def speculative_generate(target: MambaLM, draft: MambaLM, prompt, n_tokens, tree
         raise ValueError("prompt: needs at least one token")
     rng = np.random.default_rng(seed) if sample else None
     stats = SpecStats()
-    stats._depth = len(widths)
     S = target.forward(prompt[:-1], target.initial_state(), return_state=True)[1] if prompt.size > 1 \
         else target.initial_state()
     D = draft.forward(prompt[:-1], draft.initial_state(), return_state=True)[1] if prompt.size > 1 \
@@ -263,6 +306,10 @@ def speculative_generate(target: MambaLM, draft: MambaLM, prompt, n_tokens, tree
     while len(out) < n_tokens:
         t = _build_tree(draft, D, last, widths, rng, temperature)
         n_nodes = len(t.tokens)
+        depth = [0] * n_nodes
+        for i in range(1, n_nodes):
+            depth[i] = depth[t.parent[i]] + 1
+        stats.tree_depth_sum += max(depth)
         nbytes = S.nbytes
         strategy = backtrack if backtrack != "hybrid" else \
             ("store" if n_nodes * nbytes <= memory_budget else "recompute")
@@ -315,8 +362,12 @@ def speculative_generate(target: MambaLM, draft: MambaLM, prompt, n_tokens, tree
             stats.backtrack_bytes += n_nodes * per_node
             stats.backtrack_flops += len(path) * target.cfg.num_hidden_layers * \
                 6 * target.cfg.intermediate_size * target.cfg.state_size
-        stats.peak_state_bytes = max(stats.peak_state_bytes, v["peak_state_bytes"] +
-                                     (n_nodes * nbytes if strategy == "store" else 0))
+        peak = v["peak_state_bytes"] + (n_nodes * nbytes if strategy == "store" else 0)
+        stats.peak_state_bytes = max(stats.peak_state_bytes, peak)
+        stats.verifications.append({"nodes": n_nodes, "target_passes": 1, "accepted": len(path) - 1,
+                                    "emitted": len(emitted), "strategy": strategy,
+                                    "peak_state_bytes": peak, "bytes_moved": v["bytes_moved"],
+                                    "flops": v["flops"]})
         # draft: re-run along the accepted path (cheap, small model)
         for i in path:
             D = draft.step(t.tokens[i], D)[1]

@@ -311,6 +311,8 @@ def cmd_mamba_generate(args):
         print(json.dumps({"tokens": tokens, "stats": stats}))
     else:
         print("tokens:", ",".join(map(str, tokens)))
+        if "verifications" in stats:
+            stats = dict(stats, verifications=f"{len(stats['verifications'])} records (--json lists them)")
         for key, value in stats.items():
             print(f"{key:>24}: {value:.4g}" if isinstance(value, float) else f"{key:>24}: {value}")
     return 0
@@ -402,7 +404,7 @@ def build_parser():
     p.add_argument("--model", default="tiny", metavar="NAME|DIR", help="preset or saved directory (default: %(default)s)")
     p.add_argument("--draft", default=None, metavar="SPEC",
                    help="self, noise<sigma>, layers<N> or a saved directory (default: plain greedy)")
-    p.add_argument("--tree", default="3,2,1", metavar="W,W,...", help="tree widths per depth (default: %(default)s)")
+    p.add_argument("--tree", default="3,2,1", metavar="W,W,...", help="tree widths per depth, or budget=N nodes (default: %(default)s)")
     p.add_argument("--backtrack", default="hybrid", metavar="MODE", help="store, recompute, hybrid (default: %(default)s)")
     p.add_argument("--memory-budget", type=int, default=1 << 20, metavar="BYTES",
                    help="hybrid: store states when they fit (default: %(default)s)")

@@ -86,7 +86,20 @@ def test_rejection_sampling_preserves_target_distribution():
     assert not _chi2_ok(c1, q1, 37.70)[0]
 
 
-@pytest.mark.parametrize("bad", ["0,2", "3,-1", "", "a,b"])
+def test_node_budget_tree_and_per_verification_records(target):
+    draft = make_draft(target, "noise0.05", seed=3)
+    toks, st = speculative_generate(target, draft, [1, 2, 3, 4], 40, "budget=12")
+    assert toks == target.greedy([1, 2, 3, 4], 40)
+    s = st.summary()
+    assert all(v["nodes"] == 13 for v in s["verifications"])        # root + 12 draft nodes
+    assert len(s["verifications"]) == s["target_passes"] == s["rounds"]
+    assert sum(v["emitted"] for v in s["verifications"]) == s["emitted"]
+    assert 0 < s["acceptance_rate"] <= 1
+    with pytest.raises(ValueError, match="tree: a node budget needs greedy acceptance"):
+        speculative_generate(target, draft, [1], 4, "budget=4", sample=True)
+
+
+@pytest.mark.parametrize("bad", ["0,2", "3,-1", "", "a,b", "budget=0", "budget=x"])
 def test_tree_shape_errors(bad):
     with pytest.raises(ValueError, match="tree: "):
         TreeShape(bad)
