@@ -258,7 +258,6 @@ def make_draft(target: MambaLM, spec: str, seed=0):
     """Derive a draft from the target (no pretrained weights can be downloaded here):
     'self' (the target itself), 'noiseS' (weights x (1 + S * N(0,1))), 'layersL' (the first L
     layers with the target's embedding and final norm)."""
-    from .mamba import MambaConfig  # noqa: F401
     cfg = target.cfg
     if spec == "self":
         return target

@@ -43,7 +43,6 @@ def check_gemm(cfg: FMAConfig, rows, cols, dataflow, shape, pe_stages=1, simulat
         idx = np.random.default_rng(seed + 1).choice(expected.size, corrupt, replace=False)
         expected.ravel()[idx] ^= 1
     engine = GEMMEngine(cfg, rows, cols, dataflow, pe_stages, max_m, max_n, max_k)
-    widths = [(v + 1 - 1).bit_length() if v > 0 else 1 for v in (max_m, max_n)]
     widths = [max(1, v.bit_length()) for v in (max_m, max_n)]
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=BUILD_ROOT) as tmp:
