@@ -49,21 +49,23 @@ def _check(cfg, rows, cols, pe_stages):
         raise ValueError(f"pe_stages: must be an integer in 1..5, got {pe_stages!r}")
 
 
-class OSArray(wiring.Component):
-    """Output-stationary array (module docstring). Parameters: cfg, rows, cols, pe_stages."""
+class _Array(wiring.Component):
+    """Common constructor: checks the parameters and builds the signature from `_ports`."""
 
     def __init__(self, cfg: FMAConfig, rows: int, cols: int, pe_stages: int = 1):
         _check(cfg, rows, cols, pe_stages)
         self.cfg, self.rows, self.cols, self.pe_stages = cfg, rows, cols, pe_stages
-        w_in, w_acc = cfg.in_f.width, cfg.acc_width
-        super().__init__({
-            "a": In(data.ArrayLayout(unsigned(w_in), rows)),
-            "b": In(data.ArrayLayout(unsigned(w_in), cols)),
-            "step": In(1),
-            "shift": In(1),
-            "acc_in": In(data.ArrayLayout(unsigned(w_acc), cols)),
-            "acc_out": Out(data.ArrayLayout(unsigned(w_acc), cols)),
-        })
+        lane_in = lambda n: data.ArrayLayout(unsigned(cfg.in_f.width), n)
+        lane_acc = lambda n: data.ArrayLayout(unsigned(cfg.acc_width), n)
+        super().__init__(self._ports(lane_in, lane_acc))
+
+
+class OSArray(_Array):
+    """Output-stationary array (module docstring). Parameters: cfg, rows, cols, pe_stages."""
+
+    def _ports(self, lane_in, lane_acc):
+        return {"a": In(lane_in(self.rows)), "b": In(lane_in(self.cols)), "step": In(1),
+                "shift": In(1), "acc_in": In(lane_acc(self.cols)), "acc_out": Out(lane_acc(self.cols))}
 
     def elaborate(self, platform):
         m = Module()
@@ -100,23 +102,13 @@ class OSArray(wiring.Component):
         return m
 
 
-class WSArray(wiring.Component):
+class WSArray(_Array):
     """Weight-stationary array (module docstring). Parameters: cfg, rows, cols, pe_stages."""
 
-    def __init__(self, cfg: FMAConfig, rows: int, cols: int, pe_stages: int = 1):
-        _check(cfg, rows, cols, pe_stages)
-        self.cfg, self.rows, self.cols, self.pe_stages = cfg, rows, cols, pe_stages
-        w_in, w_acc = cfg.in_f.width, cfg.acc_width
-        super().__init__({
-            "a": In(data.ArrayLayout(unsigned(w_in), rows)),
-            "a_valid": In(1),
-            "kmask": In(rows),
-            "psum_in": In(data.ArrayLayout(unsigned(w_acc), cols)),
-            "w_in": In(data.ArrayLayout(unsigned(w_in), cols)),
-            "w_shift": In(1),
-            "psum_out": Out(data.ArrayLayout(unsigned(w_acc), cols)),
-            "out_valid": Out(1),
-        })
+    def _ports(self, lane_in, lane_acc):
+        return {"a": In(lane_in(self.rows)), "a_valid": In(1), "kmask": In(self.rows),
+                "psum_in": In(lane_acc(self.cols)), "w_in": In(lane_in(self.cols)), "w_shift": In(1),
+                "psum_out": Out(lane_acc(self.cols)), "out_valid": Out(1)}
 
     @property
     def latency(self):

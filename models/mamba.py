@@ -136,6 +136,12 @@ def _silu(x):
     return x / (1.0 + np.exp(-x))
 
 
+def ssm_update(A, h, dt, ua, B):
+    """One selective-scan step h' = exp(dt*A) h + (dt*u) B for one token. Shared by `step` and
+    speculative verification/recompute so that their states agree bit for bit."""
+    return np.exp(dt[:, None] * A) * h + (dt * ua)[:, None] * B[None, :]
+
+
 def _softplus(x):
     # torch.nn.functional.softplus with threshold 20
     return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0)))).astype(np.float32)
@@ -294,7 +300,7 @@ class MambaLM:
             ua = _silu((window * L["conv_w"]).sum(axis=1) + L["conv_b"])
             proj = ua @ L["x_proj"]
             dt = _softplus(proj[:r] @ L["dt_proj"] + L["dt_bias"])
-            h = np.exp(dt[:, None] * L["A"]) * state.ssm[li] + (dt * ua)[:, None] * proj[None, r:r + n]
+            h = ssm_update(L["A"], state.ssm[li], dt, ua, proj[r:r + n])
             y = (h @ proj[r + n:] + ua * L["D"]) * _silu(z)
             x = x + y @ L["out_proj"]
             new.conv.append(window[:, 1:])

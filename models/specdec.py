@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .mamba import MambaLM, MambaState, _silu, _softplus
+from .mamba import MambaLM, MambaState, _silu, _softplus, ssm_update
 
 __all__ = ["TreeShape", "SpecStats", "speculative_generate", "verify_tree", "make_draft", "BACKTRACK"]
 
@@ -215,7 +215,7 @@ def verify_tree(model: MambaLM, state: MambaState, tokens, parent, tile=8, cache
             Bm, Cm = proj[:, r:r + n], proj[:, r + n:]
             for j, i in enumerate(idx):                           # SSM steps, in series
                 hprev = state.ssm[li] if parent[i] < 0 else live_ssm[parent[i]]
-                hnew = _ssm_update(L["A"], hprev, dt[j], ua[j], Bm[j])
+                hnew = ssm_update(L["A"], hprev, dt[j], ua[j], Bm[j])
                 y[i] = hnew @ Cm[j] + ua[j] * L["D"]
                 live_ssm[i] = hnew
                 if caches is not None:
@@ -239,18 +239,13 @@ def verify_tree(model: MambaLM, state: MambaState, tokens, parent, tile=8, cache
     return out
 
 
-def _ssm_update(A, h, dt, ua, B):
-    """One selective-scan step, written once so verification and recompute match bit for bit."""
-    return np.exp(dt[:, None] * A) * h + (dt * ua)[:, None] * B[None, :]
-
-
 def _recompute(model: MambaLM, state: MambaState, path_caches):
     """Re-run only the conv-window shifts and SSM recurrences along an accepted path."""
     new = state.copy()
     for node_cache in path_caches:
         for li, (u_pre, ua, dt, B) in enumerate(node_cache):
             new.conv[li] = np.concatenate([new.conv[li], u_pre[:, None]], axis=1)[:, 1:]
-            new.ssm[li] = _ssm_update(model._layers[li]["A"], new.ssm[li], dt, ua, B)
+            new.ssm[li] = ssm_update(model._layers[li]["A"], new.ssm[li], dt, ua, B)
     return new
 
 
