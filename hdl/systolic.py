@@ -1,4 +1,4 @@
-"""R x C systolic arrays of FMA processing elements, output- or weight-stationary.
+"""R x C systolic arrays of FMA processing elements (`pe.py`), output- or weight-stationary.
 
 Operands enter unskewed (one column slice of A and one row slice of B per step); the array
 skews them itself with delay registers, so callers never see the wavefront.
@@ -20,23 +20,16 @@ outputs are deskewed so a whole row of results leaves together on `psum_out`, `o
 `R*s + C - 1` cycles after its inputs went in (`WSArray.latency`).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models.fma import FMAConfig
-from .fma import PREFERENCE, _Pipeline, fma_datapath
+from .pe import OSPE, WSPE, BlackBox, delay
 
-__all__ = ["OSArray", "WSArray"]
+__all__ = ["OSArray", "WSArray", "PE_MODULE"]
 
-
-def _delay(m, value, cycles, name):
-    """`value` delayed by `cycles` registers (0: itself)."""
-    for n in range(cycles):
-        reg = Signal.like(value, name=f"{name}_d{n}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
+PE_MODULE = "specmx_pe"
 
 
 def _check(cfg, rows, cols, pe_stages):
@@ -50,18 +43,34 @@ def _check(cfg, rows, cols, pe_stages):
 
 
 class _Array(wiring.Component):
-    """Common constructor: checks the parameters and builds the signature from `_ports`."""
+    """Common constructor: checks the parameters and builds the signature from `_ports`.
 
-    def __init__(self, cfg: FMAConfig, rows: int, cols: int, pe_stages: int = 1):
+    With `black_box_pes` every PE becomes an instance of one module named `PE_MODULE` (see
+    `pe.BlackBox`); `self.pe()` is that PE, to be converted on its own. Synthesis only."""
+
+    def __init__(self, cfg: FMAConfig, rows: int, cols: int, pe_stages: int = 1, *, black_box_pes=False):
         _check(cfg, rows, cols, pe_stages)
         self.cfg, self.rows, self.cols, self.pe_stages = cfg, rows, cols, pe_stages
+        self.black_box_pes = black_box_pes
         lane_in = lambda n: data.ArrayLayout(unsigned(cfg.in_f.width), n)
         lane_acc = lambda n: data.ArrayLayout(unsigned(cfg.acc_width), n)
         super().__init__(self._ports(lane_in, lane_acc))
 
+    def pe(self):
+        return self.PE(self.cfg, self.pe_stages)
+
+    def _add_pe(self, m, i, j):
+        pe = self.pe()
+        if self.black_box_pes:
+            pe = BlackBox(pe, PE_MODULE)
+        m.submodules[f"pe_{i}_{j}"] = pe
+        return pe
+
 
 class OSArray(_Array):
     """Output-stationary array (module docstring). Parameters: cfg, rows, cols, pe_stages."""
+
+    PE = OSPE
 
     def _ports(self, lane_in, lane_acc):
         return {"a": In(lane_in(self.rows)), "b": In(lane_in(self.cols)), "step": In(1),
@@ -69,41 +78,26 @@ class OSArray(_Array):
 
     def elaborate(self, platform):
         m = Module()
-        R, C, s, cfg = self.rows, self.cols, self.pe_stages, self.cfg
-        acc = [[Signal(cfg.acc_width, name=f"acc_{i}_{j}") for j in range(C)] for i in range(R)]
-        # Skew at the edges, then one register per PE hop.
-        a_row = [_delay(m, self.a[i], i, f"a_skew{i}") for i in range(R)]
-        v_row = [_delay(m, self.step, i, f"v_skew{i}") for i in range(R)]
-        b_col = [_delay(m, self.b[j], j, f"b_skew{j}") for j in range(C)]
-        cuts = set(PREFERENCE[1:s])         # s-1 internal cuts; the accumulator is the last stage
+        R, C = self.rows, self.cols
+        # Skew at the edges; the PEs then pass operands one hop per cycle.
+        b_down = [delay(m, self.b[j], j, f"b_skew{j}") for j in range(C)]
+        acc_above = [self.acc_in[j] for j in range(C)]
         for i in range(R):
-            a_here, v_here = a_row[i], v_row[i]
+            a_here, v_here = delay(m, self.a[i], i, f"a_skew{i}"), delay(m, self.step, i, f"v_skew{i}")
             for j in range(C):
-                b_here = b_col[j] if i == 0 else b_down[j]
-                pipe = _Pipeline(m, cuts, 1)
-                result = fma_datapath(m, cfg, a_here, b_here, acc[i][j], pipe)
-                done = _delay(m, v_here, s - 1, f"pe{i}_{j}_v")
-                with m.If(self.shift):
-                    m.d.sync += acc[i][j].eq(self.acc_in[j] if i == 0 else acc[i - 1][j])
-                with m.Elif(done):
-                    m.d.sync += acc[i][j].eq(result)
-                # pass operands on to the right and down
-                a_next, v_next = Signal.like(a_here, name=f"a_{i}_{j}"), Signal(name=f"v_{i}_{j}")
-                m.d.sync += [a_next.eq(a_here), v_next.eq(v_here)]
-                b_next = Signal.like(b_here, name=f"b_{i}_{j}")
-                m.d.sync += b_next.eq(b_here)
-                if j == 0:
-                    b_down_row = []
-                b_down_row.append(b_next)
-                a_here, v_here = a_next, v_next
-            b_down = b_down_row
+                pe = self._add_pe(m, i, j)
+                m.d.comb += [pe.a.eq(a_here), pe.v.eq(v_here), pe.b.eq(b_down[j]),
+                             pe.shift.eq(self.shift), pe.acc_in.eq(acc_above[j])]
+                a_here, v_here, b_down[j], acc_above[j] = pe.a_out, pe.v_out, pe.b_out, pe.acc
         for j in range(C):
-            m.d.comb += self.acc_out[j].eq(acc[R - 1][j])
+            m.d.comb += self.acc_out[j].eq(acc_above[j])
         return m
 
 
 class WSArray(_Array):
     """Weight-stationary array (module docstring). Parameters: cfg, rows, cols, pe_stages."""
+
+    PE = WSPE
 
     def _ports(self, lane_in, lane_acc):
         return {"a": In(lane_in(self.rows)), "a_valid": In(1), "kmask": In(self.rows),
@@ -116,31 +110,18 @@ class WSArray(_Array):
 
     def elaborate(self, platform):
         m = Module()
-        R, C, s, cfg = self.rows, self.cols, self.pe_stages, self.cfg
-        w = [[Signal(cfg.in_f.width, name=f"w_{i}_{j}") for j in range(C)] for i in range(R)]
-        with m.If(self.w_shift):
-            for j in range(C):
-                m.d.sync += w[0][j].eq(self.w_in[j])
-                for i in range(1, R):
-                    m.d.sync += w[i][j].eq(w[i - 1][j])
-        cuts = set(PREFERENCE[:s])           # s stages, the last one ("out") is the psum register
-        psum = [_delay(m, self.psum_in[j], j, f"p_skew{j}") for j in range(C)]
+        R, C, s = self.rows, self.cols, self.pe_stages
+        psum = [delay(m, self.psum_in[j], j, f"p_skew{j}") for j in range(C)]
+        w_above = [self.w_in[j] for j in range(C)]
         for i in range(R):
-            a_here = _delay(m, self.a[i], i * s, f"a_skew{i}")
-            keep = _delay(m, self.kmask[i], i * s, f"k_skew{i}")
+            a_here = delay(m, self.a[i], i * s, f"a_skew{i}")
+            keep = delay(m, self.kmask[i], i * s, f"k_skew{i}")
             for j in range(C):
-                pipe = _Pipeline(m, cuts - {"out"}, 1)
-                result = fma_datapath(m, cfg, a_here, w[i][j], psum[j], pipe)
-                bypass = _delay(m, psum[j], s - 1, f"byp{i}_{j}")
-                keep_late = _delay(m, keep, s - 1, f"keep{i}_{j}")
-                out = Signal(cfg.acc_width, name=f"psum_{i}_{j}")
-                m.d.sync += out.eq(Mux(keep_late, result, bypass))
-                psum[j] = out
-                a_next = Signal.like(a_here, name=f"a_{i}_{j}")
-                k_next = Signal(name=f"k_{i}_{j}")
-                m.d.sync += [a_next.eq(a_here), k_next.eq(keep)]
-                a_here, keep = a_next, k_next
+                pe = self._add_pe(m, i, j)
+                m.d.comb += [pe.a.eq(a_here), pe.keep.eq(keep), pe.psum_in.eq(psum[j]),
+                             pe.w_in.eq(w_above[j]), pe.w_shift.eq(self.w_shift)]
+                a_here, keep, psum[j], w_above[j] = pe.a_out, pe.keep_out, pe.psum_out, pe.w
         for j in range(C):
-            m.d.comb += self.psum_out[j].eq(_delay(m, psum[j], C - 1 - j, f"deskew{j}"))
-        m.d.comb += self.out_valid.eq(_delay(m, self.a_valid, self.latency, "valid"))
+            m.d.comb += self.psum_out[j].eq(delay(m, psum[j], C - 1 - j, f"deskew{j}"))
+        m.d.comb += self.out_valid.eq(delay(m, self.a_valid, self.latency, "valid"))
         return m

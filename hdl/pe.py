@@ -1,0 +1,108 @@
+"""Processing elements of the systolic arrays: one FMA plus the registers that pass operands on.
+
+Each PE is its own Amaranth component (its own module in the generated Verilog/RTLIL), so
+synthesis can map one PE once and count it R x C times (`BlackBox`), instead of flattening
+R x C copies of the FMA into one netlist.
+
+`OSPE` (output stationary): keeps one accumulator. Operands `a`, `b` and their valid bit `v`
+arrive together; after `stages` - 1 internal pipeline cuts the FMA result lands in `acc`. `shift`
+loads `acc` from `acc_in` instead (the array's column shift chain). `a_out`, `b_out`, `v_out`
+are the operands one cycle later, for the PEs to the right and below.
+
+`WSPE` (weight stationary): holds one weight `w`, loaded from `w_in` while `w_shift` is high
+(`w` also feeds the PE below's `w_in`). A partial sum `psum_in` and its operand `a` enter
+together; `stages` cycles later `psum_out` is a*w + psum_in, or psum_in unchanged when `keep`
+was low (a padded row past K). `a_out`/`keep_out` pass the operand to the right one cycle later.
+"""
+
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, ResetSignal, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..models.fma import FMAConfig
+from .fma import PREFERENCE, _Pipeline, fma_datapath
+
+__all__ = ["OSPE", "WSPE", "BlackBox", "delay"]
+
+
+def delay(m, value, cycles, name):
+    """`value` delayed by `cycles` registers (0: itself)."""
+    for n in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{n}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+def _pass_on(m, value, name):
+    out = Signal.like(value, name=name)
+    m.d.sync += out.eq(value)
+    return out
+
+
+class OSPE(wiring.Component):
+    """Output-stationary PE (module docstring). Parameters: cfg, stages (1..5)."""
+
+    def __init__(self, cfg: FMAConfig, stages: int):
+        self.cfg, self.stages = cfg, stages
+        w_in, w_acc = cfg.in_f.width, cfg.acc_width
+        super().__init__({"a": In(w_in), "b": In(w_in), "v": In(1), "shift": In(1), "acc_in": In(w_acc),
+                          "a_out": Out(w_in), "b_out": Out(w_in), "v_out": Out(1), "acc": Out(w_acc)})
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = Signal(self.cfg.acc_width, name="acc_reg")
+        pipe = _Pipeline(m, set(PREFERENCE[1:self.stages]), 1)   # the accumulator is the last stage
+        result = fma_datapath(m, self.cfg, self.a, self.b, acc, pipe)
+        done = delay(m, self.v, self.stages - 1, "v")
+        with m.If(self.shift):
+            m.d.sync += acc.eq(self.acc_in)
+        with m.Elif(done):
+            m.d.sync += acc.eq(result)
+        m.d.comb += [self.acc.eq(acc), self.a_out.eq(_pass_on(m, self.a, "a_next")),
+                     self.b_out.eq(_pass_on(m, self.b, "b_next")), self.v_out.eq(_pass_on(m, self.v, "v_next"))]
+        return m
+
+
+class WSPE(wiring.Component):
+    """Weight-stationary PE (module docstring). Parameters: cfg, stages (1..5)."""
+
+    def __init__(self, cfg: FMAConfig, stages: int):
+        self.cfg, self.stages = cfg, stages
+        w_in, w_acc = cfg.in_f.width, cfg.acc_width
+        super().__init__({"a": In(w_in), "keep": In(1), "psum_in": In(w_acc), "w_in": In(w_in),
+                          "w_shift": In(1), "a_out": Out(w_in), "keep_out": Out(1),
+                          "psum_out": Out(w_acc), "w": Out(w_in)})
+
+    def elaborate(self, platform):
+        m = Module()
+        weight = Signal(self.cfg.in_f.width, name="w_reg")
+        with m.If(self.w_shift):
+            m.d.sync += weight.eq(self.w_in)
+        pipe = _Pipeline(m, set(PREFERENCE[:self.stages]) - {"out"}, 1)  # "out" is psum_out itself
+        result = fma_datapath(m, self.cfg, self.a, weight, self.psum_in, pipe)
+        bypass = delay(m, self.psum_in, self.stages - 1, "bypass")
+        keep_late = delay(m, self.keep, self.stages - 1, "keep")
+        psum = Signal(self.cfg.acc_width, name="psum_reg")
+        m.d.sync += psum.eq(Mux(keep_late, result, bypass))
+        m.d.comb += [self.psum_out.eq(psum), self.w.eq(weight),
+                     self.a_out.eq(_pass_on(m, self.a, "a_next")),
+                     self.keep_out.eq(_pass_on(m, self.keep, "keep_next"))]
+        return m
+
+
+class BlackBox(wiring.Component):
+    """Stands in for `component` as an instance of the module `module_name` (same ports, clocked by
+    the `sync` domain). For synthesis only: the module itself is converted once and read beside."""
+
+    def __init__(self, component, module_name):
+        self.module_name = module_name
+        super().__init__(component.signature)
+
+    def elaborate(self, platform):
+        ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
+        for name, member in self.signature.members.items():
+            ports[("i_" if member.flow == In else "o_") + name] = getattr(self, name)
+        m = Module()
+        m.submodules.pe = Instance(self.module_name, **ports)
+        return m
