@@ -43,11 +43,15 @@ def _pass_on(m, value, name):
 class OSPE(wiring.Component):
     """Output-stationary PE (module docstring). Parameters: cfg, stages (1..5)."""
 
+    @staticmethod
+    def ports(cfg: FMAConfig):
+        w_in, w_acc = cfg.in_f.width, cfg.acc_width
+        return wiring.Signature({"a": In(w_in), "b": In(w_in), "v": In(1), "shift": In(1), "acc_in": In(w_acc),
+                                 "a_out": Out(w_in), "b_out": Out(w_in), "v_out": Out(1), "acc": Out(w_acc)})
+
     def __init__(self, cfg: FMAConfig, stages: int):
         self.cfg, self.stages = cfg, stages
-        w_in, w_acc = cfg.in_f.width, cfg.acc_width
-        super().__init__({"a": In(w_in), "b": In(w_in), "v": In(1), "shift": In(1), "acc_in": In(w_acc),
-                          "a_out": Out(w_in), "b_out": Out(w_in), "v_out": Out(1), "acc": Out(w_acc)})
+        super().__init__(self.ports(cfg))
 
     def elaborate(self, platform):
         m = Module()
@@ -67,12 +71,16 @@ class OSPE(wiring.Component):
 class WSPE(wiring.Component):
     """Weight-stationary PE (module docstring). Parameters: cfg, stages (1..5)."""
 
+    @staticmethod
+    def ports(cfg: FMAConfig):
+        w_in, w_acc = cfg.in_f.width, cfg.acc_width
+        return wiring.Signature({"a": In(w_in), "keep": In(1), "psum_in": In(w_acc), "w_in": In(w_in),
+                                 "w_shift": In(1), "a_out": Out(w_in), "keep_out": Out(1),
+                                 "psum_out": Out(w_acc), "w": Out(w_in)})
+
     def __init__(self, cfg: FMAConfig, stages: int):
         self.cfg, self.stages = cfg, stages
-        w_in, w_acc = cfg.in_f.width, cfg.acc_width
-        super().__init__({"a": In(w_in), "keep": In(1), "psum_in": In(w_acc), "w_in": In(w_in),
-                          "w_shift": In(1), "a_out": Out(w_in), "keep_out": Out(1),
-                          "psum_out": Out(w_acc), "w": Out(w_in)})
+        super().__init__(self.ports(cfg))
 
     def elaborate(self, platform):
         m = Module()
@@ -92,12 +100,12 @@ class WSPE(wiring.Component):
 
 
 class BlackBox(wiring.Component):
-    """Stands in for `component` as an instance of the module `module_name` (same ports, clocked by
-    the `sync` domain). For synthesis only: the module itself is converted once and read beside."""
+    """An instance of the module `module_name` with the ports of `signature`, clocked by the `sync`
+    domain. For synthesis only: that module is converted once on its own and read beside."""
 
-    def __init__(self, component, module_name):
+    def __init__(self, signature, module_name):
         self.module_name = module_name
-        super().__init__(component.signature)
+        super().__init__(signature)
 
     def elaborate(self, platform):
         ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}

