@@ -1,11 +1,13 @@
 """Area and timing of a 4x4 bf16 x bf16 + fp32 systolic array, exact vs approximate normalization
-(`make bench`, about 8 minutes per row on one core: nextpnr places ~24k LUTs on an ECP5-45k).
+(`make bench`, about 10 minutes per row on one core, most of it nextpnr).
 
 Each row: gates and LUT4 of one PE and of the whole array (the PE synthesized once, counted 16
 times), ECP5 LUT4/carry/DSP, and out-of-context Fmax. Ratios compare with the exact PE at the same
-rounding. Prints a table and writes out/bench/array_area.json and array_area.md.
+rounding. All rows are placed on one ECP5 part (`--device`, default 45k, the smallest that holds
+the exact array), so Fmax compares like with like. Prints a table and writes
+out/bench/array_area_<dataflow>_s<stages>.json and .md.
 
-    python bench/array_area.py [--dataflow ws] [--stages 2] [--jobs 2]
+    python bench/array_area.py [--dataflow ws] [--stages 2] [--jobs 2] [--device 45k]
 """
 
 import argparse
@@ -15,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from specmx.models.fma import FMAConfig
-from specmx.synth import synthesize_array
+from specmx.synth import ECP5_DEVICES, synthesize_array
 
 OUT = Path("out/bench")
 CONFIGS = [
@@ -27,9 +29,9 @@ CONFIGS = [
 
 
 def _one(job):
-    cfg, dataflow, stages = job
+    cfg, dataflow, stages, device = job
     t = time.perf_counter()
-    result = synthesize_array(cfg, 4, 4, dataflow, stages)
+    result = synthesize_array(cfg, 4, 4, dataflow, stages, device=device)
     result.update(rounding=cfg.rounding, exact=cfg.exact, seconds=round(time.perf_counter() - t))
     print(f"  done {cfg.name} ({result['seconds']} s)", flush=True)
     return result
@@ -40,10 +42,12 @@ def main():
     parser.add_argument("--dataflow", default="ws", choices=["os", "ws"])
     parser.add_argument("--stages", type=int, default=2, choices=range(1, 6))
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--device", default="45k", choices=sorted(ECP5_DEVICES),
+                        help="one ECP5 part for every row, so Fmax compares like with like")
     args = parser.parse_args()
     print(f"Synthesizing {len(CONFIGS)} 4x4 {args.dataflow} arrays, PE stages {args.stages} ...", flush=True)
     with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(_one, [(cfg, args.dataflow, args.stages) for cfg in CONFIGS]))
+        rows = list(pool.map(_one, [(cfg, args.dataflow, args.stages, args.device) for cfg in CONFIGS]))
     exact = {r["rounding"]: r for r in rows if r["exact"]}
     lines = ["| config | PE gates | vs exact | PE LUT4 | array gates | array LUT4 | ECP5 LUT4 | carry | DSP "
              "| device | Fmax MHz | vs exact |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]

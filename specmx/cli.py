@@ -246,8 +246,11 @@ def cmd_synth_gemm(args):
     cols, = _int_list("cols", args.cols, 1, 16)
     dataflow, = _dataflows(args.dataflow, ("os", "ws"))
     _positive("stages", args.stages, 1, 5)
-    result = synthesize_array(cfg, rows, cols, dataflow, args.stages, fmax=not args.no_fmax)
-    if not args.no_fmax and result["array_ecp5_device"] is None:
+    from .synth import ECP5_DEVICES
+    if args.device is not None and args.device not in ECP5_DEVICES:
+        raise UsageError(f"device: unknown {args.device!r}; allowed: {', '.join(ECP5_DEVICES)}")
+    result = synthesize_array(cfg, rows, cols, dataflow, args.stages, fmax=not args.no_fmax, device=args.device)
+    if not args.no_fmax and result.get("array_fmax_mhz") is None:
         print("note: no Fmax: the array does not fit the largest ECP5 (85k) with 20% headroom", file=sys.stderr)
     path = Path(args.out) / f"synth_gemm_{rows}x{cols}_{dataflow}_s{args.stages}_{_slug(cfg)}.json"
     return _save_result(result, path, args.json)
@@ -348,6 +351,8 @@ def build_parser():
     p.add_argument("--rows", default="4", metavar="R", help="(default: %(default)s)")
     p.add_argument("--cols", default="4", metavar="C", help="(default: %(default)s)")
     p.add_argument("--dataflow", default="os", metavar="DF", help="os or ws (default: %(default)s)")
+    p.add_argument("--device", default=None, metavar="PART",
+                   help="ECP5 part for place and route: 25k, 45k, 85k (default: the smallest that fits)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--no-fmax", action="store_true", help="skip nextpnr place and route")
     p.add_argument("--out", default="out", metavar="DIR", help="(default: %(default)s)")
@@ -424,6 +429,9 @@ def main(argv=None):
     except UsageError as exc:
         print(f"specmx: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:              # a tool (yosys, nextpnr, a simulator build) failed
+        print(f"specmx: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

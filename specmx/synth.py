@@ -59,9 +59,10 @@ def _yosys(script, workdir):
         raise RuntimeError(f"yosys failed: {(proc.stderr + proc.stdout).strip()[-2000:]}")
 
 
-def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks=None):
+def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks=None, device=None):
     """Synthesize `component` (registered at its ports) and return a dict of figures. The tool
-    files go to `workdir` if given (kept), else to a temporary folder (removed).
+    files go to `workdir` if given (kept), else to a temporary folder (removed). `device` pins the
+    ECP5 part for place and route ("25k", "45k", "85k"; default: the smallest that holds the design).
 
     `blocks` ({module name: component}) are converted on their own and read beside the top,
     which instantiates them by name (`hdl.pe.BlackBox`). Yosys then maps each block once instead
@@ -70,7 +71,7 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
     """
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="specmx-synth-") as tmp:
-            return synthesize(component, name, ecp5, fmax, tmp, blocks)
+            return synthesize(component, name, ecp5, fmax, tmp, blocks, device)
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     tmp = Path(workdir)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -102,19 +103,20 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
         out["ecp5_dsp"] = cells.get("MULT18X18D", 0)
         out["ecp5_ff"] = sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF"))
         if fmax:
-            device = _ecp5_device(out["ecp5_lut"] + 2 * out["ecp5_carry"], out["ecp5_dsp"])
+            device = device or _ecp5_device(out["ecp5_lut"] + 2 * out["ecp5_carry"], out["ecp5_dsp"])
             out["ecp5_device"] = device
             if device:
                 out["fmax_mhz"] = _nextpnr_fmax(tmp, device)
     return out
 
 
-def synthesize_array(cfg, rows, cols, dataflow, pe_stages, fmax=True, workdir=None):
+def synthesize_array(cfg, rows, cols, dataflow, pe_stages, fmax=True, workdir=None, device=None):
     """Area and timing of an R x C systolic array: one PE (`pe_*`) and the whole array (`array_*`),
     the PE mapped once and counted R*C times (see `synthesize`)."""
     from .hdl.systolic import PE_MODULE, OSArray, WSArray
     array = {"os": OSArray, "ws": WSArray}[dataflow](cfg, rows, cols, pe_stages, black_box_pes=True)
-    figures = synthesize(array, "array", fmax=fmax, workdir=workdir, blocks={PE_MODULE: array.pe()})
+    figures = synthesize(array, "array", fmax=fmax, workdir=workdir, blocks={PE_MODULE: array.pe()},
+                         device=device)
     result = {"config": cfg.name, "rows": rows, "cols": cols, "dataflow": dataflow, "pe_stages": pe_stages}
     for key in ("gates", "flops", "lut4"):
         result[f"pe_{key}"] = figures.pop(f"block_{PE_MODULE}_{key}")

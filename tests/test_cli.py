@@ -21,6 +21,7 @@ def run(*args, cwd=None):
     (["synth", "gemm", "--rows", "0"], "rows: must be 1..16, got 0"),
     (["synth", "gemm", "--dataflow", "xs"], "dataflow: unknown 'xs'; allowed: os, ws"),
     (["synth", "gemm", "--stages", "0"], "stages: must be 1..5, got 0"),
+    (["synth", "gemm", "--device", "12k"], "device: unknown '12k'; allowed: 25k, 45k, 85k"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
     proc = run(*args)
