@@ -34,12 +34,6 @@ def delay(m, value, cycles, name):
     return value
 
 
-def _pass_on(m, value, name):
-    out = Signal.like(value, name=name)
-    m.d.sync += out.eq(value)
-    return out
-
-
 class OSPE(wiring.Component):
     """Output-stationary PE (module docstring). Parameters: cfg, stages (1..5)."""
 
@@ -63,8 +57,8 @@ class OSPE(wiring.Component):
             m.d.sync += acc.eq(self.acc_in)
         with m.Elif(done):
             m.d.sync += acc.eq(result)
-        m.d.comb += [self.acc.eq(acc), self.a_out.eq(_pass_on(m, self.a, "a_next")),
-                     self.b_out.eq(_pass_on(m, self.b, "b_next")), self.v_out.eq(_pass_on(m, self.v, "v_next"))]
+        m.d.comb += [self.acc.eq(acc), self.a_out.eq(delay(m, self.a, 1, "a_next")),
+                     self.b_out.eq(delay(m, self.b, 1, "b_next")), self.v_out.eq(delay(m, self.v, 1, "v_next"))]
         return m
 
 
@@ -94,8 +88,8 @@ class WSPE(wiring.Component):
         psum = Signal(self.cfg.acc_width, name="psum_reg")
         m.d.sync += psum.eq(Mux(keep_late, result, bypass))
         m.d.comb += [self.psum_out.eq(psum), self.w.eq(weight),
-                     self.a_out.eq(_pass_on(m, self.a, "a_next")),
-                     self.keep_out.eq(_pass_on(m, self.keep, "keep_next"))]
+                     self.a_out.eq(delay(m, self.a, 1, "a_next")),
+                     self.keep_out.eq(delay(m, self.keep, 1, "keep_next"))]
         return m
 
 

@@ -92,6 +92,12 @@ def _save_result(result, path, as_json):
     return 0
 
 
+def _add_synth_output_options(p):
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--no-fmax", action="store_true", help="skip nextpnr place and route")
+    p.add_argument("--out", default="out", metavar="DIR", help="(default: %(default)s)")
+
+
 def cmd_synth_fma(args):
     from .hdl.fma import FMA
     from .synth import synthesize
@@ -240,13 +246,12 @@ def _plot_sweep(results, path):
 
 
 def cmd_synth_gemm(args):
-    from .synth import synthesize_array
+    from .synth import ECP5_DEVICES, synthesize_array
     cfg = _fma_config(args)
     rows, = _int_list("rows", args.rows, 1, 16)
     cols, = _int_list("cols", args.cols, 1, 16)
     dataflow, = _dataflows(args.dataflow, ("os", "ws"))
     _positive("stages", args.stages, 1, 5)
-    from .synth import ECP5_DEVICES
     if args.device is not None and args.device not in ECP5_DEVICES:
         raise UsageError(f"device: unknown {args.device!r}; allowed: {', '.join(ECP5_DEVICES)}")
     result = synthesize_array(cfg, rows, cols, dataflow, args.stages, fmax=not args.no_fmax, device=args.device)
@@ -341,9 +346,7 @@ def build_parser():
     synth = sub.add_parser("synth", help="area and timing").add_subparsers(dest="target", required=True)
     p = synth.add_parser("fma", help="synthesize a registered FMA (gates, LUT4, ECP5, Fmax)")
     _add_fma_options(p)
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.add_argument("--no-fmax", action="store_true", help="skip nextpnr place and route")
-    p.add_argument("--out", default="out", metavar="DIR", help="(default: %(default)s)")
+    _add_synth_output_options(p)
     p.set_defaults(func=cmd_synth_fma)
 
     p = synth.add_parser("gemm", help="synthesize a systolic array: gates/LUT4 per PE and array, ECP5 Fmax")
@@ -353,9 +356,7 @@ def build_parser():
     p.add_argument("--dataflow", default="os", metavar="DF", help="os or ws (default: %(default)s)")
     p.add_argument("--device", default=None, metavar="PART",
                    help="ECP5 part for place and route: 25k, 45k, 85k (default: the smallest that fits)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.add_argument("--no-fmax", action="store_true", help="skip nextpnr place and route")
-    p.add_argument("--out", default="out", metavar="DIR", help="(default: %(default)s)")
+    _add_synth_output_options(p)
     p.set_defaults(func=cmd_synth_gemm)
 
     gemm = sub.add_parser("gemm", help="matrix engine").add_subparsers(dest="action", required=True)

@@ -3,7 +3,7 @@
 Three measurements per design:
   gates     technology-neutral 2-input gates + muxes (`abc -g` with a fixed gate library),
             flip-flops excluded (reported separately as `flops`);
-  lut4      generic 4-input LUT mapping (`synth -lut 4`);
+  lut4      generic 4-input LUT mapping (`synth`, then `abc -lut 4`);
   ecp5_*    Lattice ECP5 mapping (`synth_ecp5`): LUT4s, CCU2C carry cells (two LUT sites each),
             MULT18X18D DSPs, and Fmax from nextpnr-ecp5 placed and routed out of context (a
             registered block, no pins) on the smallest ECP5 part that holds it (`ecp5_device`).
@@ -19,6 +19,8 @@ from pathlib import Path
 from amaranth.back import rtlil
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
+
+from .hdl.systolic import PE_MODULE, OSArray, WSArray
 
 __all__ = ["synthesize", "synthesize_array", "Registered", "GATE_LIBRARY", "ECP5_DEVICES"]
 
@@ -113,7 +115,6 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
 def synthesize_array(cfg, rows, cols, dataflow, pe_stages, fmax=True, workdir=None, device=None):
     """Area and timing of an R x C systolic array: one PE (`pe_*`) and the whole array (`array_*`),
     the PE mapped once and counted R*C times (see `synthesize`)."""
-    from .hdl.systolic import PE_MODULE, OSArray, WSArray
     array = {"os": OSArray, "ws": WSArray}[dataflow](cfg, rows, cols, pe_stages, black_box_pes=True)
     figures = synthesize(array, "array", fmax=fmax, workdir=workdir, blocks={PE_MODULE: array.pe()},
                          device=device)
