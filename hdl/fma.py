@@ -9,8 +9,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models.fma import FMAConfig
-from .arith import grouped_leading_zeros, leading_zeros, max_signed, unpack_ieee
+from specmx.models.config import FMAConfig
+from specmx.hdl.arith import grouped_leading_zeros, leading_zeros, max_signed, unpack_ieee
 
 __all__ = ["FMA", "fma_datapath", "CUT_POINTS", "ieee_to_internal"]
 

@@ -8,8 +8,8 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models.fma import FMAConfig
-from .fma import EXP, leading_zero_groups, normalize_shift, round_pack
+from specmx.models.config import FMAConfig
+from specmx.hdl.fma import EXP, leading_zero_groups, normalize_shift, round_pack
 
 __all__ = ["FMAPart", "PARTS"]
 

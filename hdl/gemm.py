@@ -25,11 +25,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..models.fma import FMAConfig
-from ..models.gemm import DATAFLOWS
-from .fma import ieee_to_internal
-from .normalizer import normalize_word
-from .systolic import OSArray, WSArray
+from specmx.hdl.fma import ieee_to_internal
+from specmx.hdl.normalizer import normalize_word
+from specmx.hdl.systolic import array_for
+from specmx.models.config import GemmConfig
 
 __all__ = ["GEMMEngine"]
 
@@ -39,11 +38,10 @@ class GEMMEngine(wiring.Component):
 
     Parameters
     ----------
-    cfg : FMAConfig          PE arithmetic (formats, normalization, rounding).
-    rows, cols : int         array size R x C.
-    dataflow : {"os", "ws"}  output- or weight-stationary, fixed at generation time.
-    pe_stages : int          FMA pipeline stages per PE (1..5).
-    max_m, max_n, max_k : int  largest problem the buffers hold.
+    engine : GemmConfig
+        PE arithmetic (`engine.fma`), array size R x C, dataflow (fixed at generation time),
+        FMA pipeline stages per PE, and the largest problem the buffers hold (max_m, max_n,
+        max_k; at most 4096 each here, so the counters stay 16 bits wide).
 
     Members
     -------
@@ -54,18 +52,20 @@ class GEMMEngine(wiring.Component):
     busy : Out(1)       high from cmd accepted to the last result delivered.
     """
 
-    def __init__(self, cfg: FMAConfig, rows: int, cols: int, dataflow: str = "os",
-                 pe_stages: int = 1, max_m: int = 32, max_n: int = 32, max_k: int = 32):
-        if dataflow not in DATAFLOWS:
-            raise ValueError(f"dataflow: unknown {dataflow!r}; allowed: {', '.join(DATAFLOWS)}")
-        for name, v in (("max_m", max_m), ("max_n", max_n), ("max_k", max_k)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096:
-                raise ValueError(f"{name}: must be an integer in 1..4096, got {v!r}")
-        array_cls = OSArray if dataflow == "os" else WSArray
-        self.array = array_cls(cfg, rows, cols, pe_stages)
-        self.cfg, self.rows, self.cols, self.dataflow = cfg, rows, cols, dataflow
-        self.pe_stages = pe_stages
-        self.max_m, self.max_n, self.max_k = max_m, max_n, max_k
+    MAX_BUFFER = 4096
+
+    def __init__(self, engine: GemmConfig):
+        if not isinstance(engine, GemmConfig):
+            raise TypeError(f"engine must be a GemmConfig, not {engine!r}")
+        for name, v in zip(("max_m", "max_n", "max_k"), engine.buffers):
+            if v > self.MAX_BUFFER:
+                raise ValueError(f"{name}: must be in 1..{self.MAX_BUFFER}, got {v}")
+        self.engine = engine
+        self.array = array_for(engine)
+        cfg = engine.fma
+        self.cfg, self.rows, self.cols, self.dataflow = cfg, engine.rows, engine.cols, engine.dataflow
+        self.pe_stages = engine.pe_stages
+        max_m, max_n, max_k = self.max_m, self.max_n, self.max_k = engine.buffers
         sizes = data.StructLayout({"m": range(max_m + 1), "n": range(max_n + 1), "k": range(max_k + 1)})
         super().__init__({
             "cmd": In(stream.Signature(sizes)),

@@ -13,9 +13,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models.fma import FMAConfig
-from .arith import leading_zeros, max_signed
-from .fma import EXP, align, normalize_shift, round_pack, unpack_internal
+from specmx.models.config import FMAConfig
+from specmx.hdl.arith import leading_zeros, max_signed
+from specmx.hdl.fma import EXP, align, normalize_shift, round_pack, unpack_internal
 
 __all__ = ["Normalizer", "normalize_word"]
 

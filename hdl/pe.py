@@ -19,8 +19,8 @@ from amaranth.hdl import ClockSignal, Instance, Module, Mux, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models.fma import FMAConfig
-from .fma import PREFERENCE, _Pipeline, fma_datapath
+from specmx.models.config import FMAConfig
+from specmx.hdl.fma import PREFERENCE, _Pipeline, fma_datapath
 
 __all__ = ["OSPE", "WSPE", "BlackBox", "delay"]
 

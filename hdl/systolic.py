@@ -24,34 +24,28 @@ from amaranth.hdl import Module, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models.fma import FMAConfig
-from .pe import OSPE, WSPE, BlackBox, delay
+from specmx.hdl.pe import OSPE, WSPE, BlackBox, delay
+from specmx.models.config import GemmConfig
 
-__all__ = ["OSArray", "WSArray", "PE_MODULE"]
+__all__ = ["OSArray", "WSArray", "PE_MODULE", "array_for"]
 
 PE_MODULE = "specmx_pe"
 
 
-def _check(cfg, rows, cols, pe_stages):
-    if not isinstance(cfg, FMAConfig):
-        raise TypeError(f"cfg must be an FMAConfig, not {cfg!r}")
-    for name, v in (("rows", rows), ("cols", cols)):
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64:
-            raise ValueError(f"{name}: must be an integer in 1..64, got {v!r}")
-    if isinstance(pe_stages, bool) or not isinstance(pe_stages, int) or not 1 <= pe_stages <= 5:
-        raise ValueError(f"pe_stages: must be an integer in 1..5, got {pe_stages!r}")
-
-
 class _Array(wiring.Component):
-    """Common constructor: checks the parameters and builds the signature from `_ports`.
+    """Common constructor: takes the geometry and PE arithmetic from a `GemmConfig` and builds
+    the signature from `_ports`.
 
     With `black_box_pes` every PE becomes an instance of one module named `PE_MODULE` (see
     `pe.BlackBox`); `self.pe()` is that PE, to be converted on its own. Synthesis only."""
 
-    def __init__(self, cfg: FMAConfig, rows: int, cols: int, pe_stages: int = 1, *, black_box_pes=False):
-        _check(cfg, rows, cols, pe_stages)
-        self.cfg, self.rows, self.cols, self.pe_stages = cfg, rows, cols, pe_stages
+    def __init__(self, engine: GemmConfig, *, black_box_pes=False):
+        if not isinstance(engine, GemmConfig):
+            raise TypeError(f"engine must be a GemmConfig, not {engine!r}")
+        self.engine = engine
+        self.cfg, self.rows, self.cols, self.pe_stages = engine.fma, engine.rows, engine.cols, engine.pe_stages
         self.black_box_pes = black_box_pes
+        cfg = engine.fma
         lane_in = lambda n: data.ArrayLayout(unsigned(cfg.in_f.width), n)
         lane_acc = lambda n: data.ArrayLayout(unsigned(cfg.acc_width), n)
         super().__init__(self._ports(lane_in, lane_acc))
@@ -66,7 +60,7 @@ class _Array(wiring.Component):
 
 
 class OSArray(_Array):
-    """Output-stationary array (module docstring). Parameters: cfg, rows, cols, pe_stages."""
+    """Output-stationary array (module docstring). Parameter: a GemmConfig."""
 
     PE = OSPE
 
@@ -93,7 +87,7 @@ class OSArray(_Array):
 
 
 class WSArray(_Array):
-    """Weight-stationary array (module docstring). Parameters: cfg, rows, cols, pe_stages."""
+    """Weight-stationary array (module docstring). Parameter: a GemmConfig."""
 
     PE = WSPE
 
@@ -123,3 +117,8 @@ class WSArray(_Array):
             m.d.comb += self.psum_out[j].eq(delay(m, psum[j], C - 1 - j, f"deskew{j}"))
         m.d.comb += self.out_valid.eq(delay(m, self.a_valid, self.latency, "valid"))
         return m
+
+
+def array_for(engine: GemmConfig, **kwargs):
+    """The array class of `engine.dataflow`, built for `engine`."""
+    return (OSArray if engine.dataflow == "os" else WSArray)(engine, **kwargs)

@@ -11,18 +11,17 @@ unchanged (adding 0*0 would turn -0 into +0, or renormalize an internal word).
 With policy "internal", C0 enters via `to_internal` and results leave through one exact
 `normalize` at the array edge.
 
-Because the order is the same, `dataflow` and the array size do not change the bits; they are
-accepted (and validated) so that callers state the configuration they model.
+Because the order is the same, the dataflow and the array size do not change the bits; the
+golden model takes the whole `GemmConfig` so that callers state the configuration they model.
 """
 
 import numpy as np
 
-from .fma import FMAConfig, fma, normalize, to_internal
-from .formats import check_bits, decode
+from specmx.models.config import DATAFLOWS, GemmConfig
+from specmx.models.fma import fma, normalize, to_internal
+from specmx.models.formats import check_bits, decode
 
 __all__ = ["gemm", "DATAFLOWS", "gemm_reference_error"]
-
-DATAFLOWS = ("os", "ws")
 
 
 def _check_matrix(name, x, fmt, shape=None):
@@ -34,18 +33,16 @@ def _check_matrix(name, x, fmt, shape=None):
     return arr
 
 
-def gemm(A_bits, B_bits, C0_bits, cfg: FMAConfig, dataflow="os", rows=4, cols=4):
-    """C = A x B + C0 on raw bit patterns, exactly as the RTL computes it.
+def gemm(engine: GemmConfig, A_bits, B_bits, C0_bits):
+    """C = A x B + C0 on raw bit patterns, exactly as the RTL engine `engine` computes it.
 
-    A_bits (M, K) and B_bits (K, N) are `cfg.in_fmt` patterns; C0_bits (M, N) and the result
-    are IEEE `cfg.acc_fmt` patterns. The loop runs over K only; each step is one vectorised
-    FMA over the whole M x N tile.
+    A_bits (M, K) and B_bits (K, N) are `engine.fma.in_fmt` patterns; C0_bits (M, N) and the
+    result are IEEE `engine.fma.acc_fmt` patterns. The loop runs over K only; each step is one
+    vectorised FMA over the whole M x N tile.
     """
-    if dataflow not in DATAFLOWS:
-        raise ValueError(f"dataflow: unknown {dataflow!r}; allowed: {', '.join(DATAFLOWS)}")
-    for name, v in (("rows", rows), ("cols", cols)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+    if not isinstance(engine, GemmConfig):
+        raise TypeError(f"engine must be a GemmConfig, not {engine!r}")
+    cfg = engine.fma
     A = _check_matrix("A", A_bits, cfg.in_f)
     M, K = A.shape
     B = _check_matrix("B", B_bits, cfg.in_f)
@@ -60,9 +57,10 @@ def gemm(A_bits, B_bits, C0_bits, cfg: FMAConfig, dataflow="os", rows=4, cols=4)
     return normalize(C, cfg) if cfg.internal else C
 
 
-def gemm_reference_error(A_bits, B_bits, C0_bits, C_bits, cfg: FMAConfig):
+def gemm_reference_error(engine: GemmConfig, A_bits, B_bits, C0_bits, C_bits):
     """How far a bit-exact result is from exact math: max and median relative error against a
     float64 evaluation of the same (already quantized) inputs, ignoring non-finite entries."""
+    cfg = engine.fma
     A = decode(A_bits, cfg.in_f)
     B = decode(B_bits, cfg.in_f)
     ref = A @ B + decode(C0_bits, cfg.acc_f)

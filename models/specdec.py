@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .mamba import MambaLM, MambaState, _silu, _softplus, ssm_update
+from specmx.models.mamba import MambaLM, MambaState, _silu, _softplus, ssm_update
 
 __all__ = ["TreeShape", "SpecStats", "speculative_generate", "verify_tree", "make_draft", "BACKTRACK"]
 

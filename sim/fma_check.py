@@ -5,36 +5,38 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.fma import FMAConfig, fma
-from .runner import BUILD_ROOT, run_cocotb
-from .vectors import fma_vectors
+from specmx.models.config import FMAConfig
+from specmx.models.fma import fma
+from specmx.sim.runner import build_root, run_cocotb
+from specmx.sim.vectors import fma_vectors
 
 __all__ = ["check_fma"]
 
 
 def check_fma(cfg: FMAConfig, vectors=20000, stages=2, simulator="verilator", seed=0,
-              stall=0.0, bubble=0.0, corrupt=0):
+              stall=0.0, bubble=0.0, corrupt=0, waves=None):
     """Simulate the FMA RTL on `vectors` operand sets and compare with the golden model.
 
     `corrupt` > 0 flips the low bit of that many expected results first: the negative control
-    that proves the comparison can fail. Returns the testbench report (dict) plus `passed`.
+    that proves the comparison can fail. Returns the testbench report (dict) plus `passed`,
+    `log_dir` and `waves` (the waveform file when recorded, else None).
     """
-    from ..hdl.fma import FMA   # keep Amaranth out of import time for model-only users
+    from specmx.hdl.fma import FMA   # keep Amaranth out of import time for model-only users
 
     a, b, c = fma_vectors(cfg, vectors, seed)
     expected = fma(a, b, c, cfg)
     if corrupt:
         idx = np.random.default_rng(seed + 1).choice(expected.size, corrupt, replace=False)
         expected[idx] ^= 1
-    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=BUILD_ROOT) as tmp:
+    build_root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=build_root()) as tmp:
         path = Path(tmp) / "vectors.npz"
         np.savez(path, a=a, b=b, c=c, expected=expected)
         result = run_cocotb(FMA(cfg, stages), "fma", "specmx.sim.tb_fma",
                             {"SPECMX_VECTORS": path, "SPECMX_STAGES": stages, "SPECMX_SEED": seed,
-                             "SPECMX_STALL": stall, "SPECMX_BUBBLE": bubble}, simulator)
+                             "SPECMX_STALL": stall, "SPECMX_BUBBLE": bubble}, simulator, waves=waves)
     report = {"vectors": 0, "results": 0, "mismatches": None, "first_mismatches": []}
     report.update(result.report)   # empty when the simulation died before reporting
-    report["passed"] = result.passed
-    report["log_dir"] = str(result.log_dir)
+    report.update(passed=result.passed, log_dir=str(result.log_dir),
+                  waves=str(result.waves) if result.waves else None)
     return report

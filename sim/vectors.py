@@ -7,8 +7,8 @@ part mixes four populations: uniform bit patterns, same-magnitude normals, near 
 
 import numpy as np
 
-from ..models.fma import FMAConfig, fma, to_internal
-from ..models.formats import decode, encode
+from specmx.models.fma import FMAConfig, fma, to_internal
+from specmx.models.formats import decode, encode
 
 __all__ = ["corner_values", "fma_vectors"]
 

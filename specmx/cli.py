@@ -19,7 +19,7 @@ class UsageError(Exception):
 
 
 def _fma_config(args):
-    from .models.fma import FMAConfig
+    from specmx.models.fma import FMAConfig
     try:
         return FMAConfig(in_fmt=args.in_fmt, acc_fmt=args.acc_fmt, rounding=args.rounding,
                          subnormals=args.subnormals, **FMAConfig.parse_norm(args.norm))
@@ -28,7 +28,7 @@ def _fma_config(args):
 
 
 def _add_fma_options(p):
-    from .models.fma import ACC_FORMATS, IN_FORMATS, ROUNDINGS, SUBNORMAL_MODES
+    from specmx.models.fma import ACC_FORMATS, IN_FORMATS, ROUNDINGS, SUBNORMAL_MODES
     p.add_argument("--in", dest="in_fmt", default="bf16", metavar="FMT",
                    help=f"multiplicand format: {', '.join(IN_FORMATS)} (default: %(default)s)")
     p.add_argument("--acc", dest="acc_fmt", default="fp32", metavar="FMT",
@@ -52,8 +52,8 @@ def _positive(name, value, low=1, high=None):
 
 
 def cmd_fma_check(args):
-    from .sim.fma_check import check_fma
-    from .sim.runner import SIMULATORS, available_simulators
+    from specmx.sim.fma_check import check_fma
+    from specmx.sim.runner import SIMULATORS, available_simulators
     cfg = _fma_config(args)
     _positive("vectors", args.vectors, 1, 10_000_000)
     _positive("stages", args.stages, 0, 5)
@@ -99,8 +99,8 @@ def _add_synth_output_options(p):
 
 
 def cmd_synth_fma(args):
-    from .hdl.fma import FMA
-    from .synth import synthesize
+    from specmx.hdl.fma import FMA
+    from specmx.synth import synthesize
     cfg = _fma_config(args)
     _positive("stages", args.stages, 0, 5)
     result = {"config": cfg.name, "stages": args.stages}
@@ -140,8 +140,8 @@ def _dataflows(text, allowed):
 
 
 def cmd_gemm_check(args):
-    from .sim.gemm_check import check_gemm
-    from .sim.runner import SIMULATORS, available_simulators
+    from specmx.sim.gemm_check import check_gemm
+    from specmx.sim.runner import SIMULATORS, available_simulators
     cfg = _fma_config(args)
     rows, = _int_list("rows", args.rows, 1, 64)
     cols, = _int_list("cols", args.cols, 1, 64)
@@ -172,7 +172,7 @@ def cmd_gemm_check(args):
 
 
 def cmd_perf_gemm(args):
-    from .models.perf.gemm import gemm_cycles, scalesim_compute_cycles
+    from specmx.models.perf.gemm import gemm_cycles, scalesim_compute_cycles
     rows, = _int_list("rows", args.rows)
     cols, = _int_list("cols", args.cols)
     dataflow, = _dataflows(args.dataflow, ("os", "ws"))
@@ -186,7 +186,7 @@ def cmd_perf_gemm(args):
     result = gemm_cycles(M, N, K, rows, cols, dataflow, args.stages, args.clock, args.bandwidth).as_dict()
     result["query_ms"] = (time.perf_counter() - t0) * 1e3
     if args.compare == "scalesim":
-        from .scalesim import run_scalesim
+        from specmx.scalesim import run_scalesim
         cycles, seconds = run_scalesim([(M, N, K)], rows, cols, dataflow)
         result["scalesim_compute_cycles"] = cycles[0]
         result["scalesim_seconds"] = seconds
@@ -201,7 +201,7 @@ def cmd_perf_gemm(args):
 
 def cmd_perf_sweep(args):
     from tqdm import tqdm
-    from .models.perf.gemm import gemm_cycles
+    from specmx.models.perf.gemm import gemm_cycles
     rows_list = _int_list("rows", args.rows)
     cols_list = _int_list("cols", args.cols) if args.cols else None
     dataflows = _dataflows(args.dataflow, ("os", "ws"))
@@ -246,7 +246,7 @@ def _plot_sweep(results, path):
 
 
 def cmd_synth_gemm(args):
-    from .synth import ECP5_DEVICES, synthesize_array
+    from specmx.synth import ECP5_DEVICES, synthesize_array
     cfg = _fma_config(args)
     rows, = _int_list("rows", args.rows, 1, 16)
     cols, = _int_list("cols", args.cols, 1, 16)
@@ -263,7 +263,7 @@ def cmd_synth_gemm(args):
 
 def _load_model(spec, field):
     from pathlib import Path as _P
-    from .models.mamba import MambaLM, get_preset
+    from specmx.models.mamba import MambaLM, get_preset
     if _P(spec).is_dir():
         try:
             return MambaLM.from_pretrained(spec)
@@ -272,13 +272,13 @@ def _load_model(spec, field):
     try:
         return MambaLM.random(get_preset(spec), seed=0)
     except ValueError:
-        from .models.mamba import PRESETS
+        from specmx.models.mamba import PRESETS
         raise UsageError(f"{field}: unknown preset {spec!r} and no such directory; allowed presets: "
                          f"{', '.join(PRESETS)}") from None
 
 
 def cmd_mamba_generate(args):
-    from .models.specdec import BACKTRACK, TreeShape, make_draft, speculative_generate
+    from specmx.models.specdec import BACKTRACK, TreeShape, make_draft, speculative_generate
     target = _load_model(args.model, "model")
     try:
         prompt = [int(x) for x in args.prompt.split(",")]
@@ -322,7 +322,7 @@ def cmd_mamba_generate(args):
 
 
 def cmd_demo(args):
-    from .demo import run_demo
+    from specmx.demo import run_demo
     return run_demo()
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .models.fma import FMAConfig, fma, normalize, to_internal
-from .models.formats import decode, encode
+from specmx.models.fma import FMAConfig, fma, normalize, to_internal
+from specmx.models.formats import decode, encode
 
 OUT = Path("out/demo")
 CONFIGS = [
@@ -46,9 +46,9 @@ def chained_dot_error(cfg, length=256, count=2000, seed=0):
 
 
 def run_demo():
-    from .hdl.fma import FMA
-    from .sim.fma_check import check_fma
-    from .synth import synthesize
+    from specmx.hdl.fma import FMA
+    from specmx.sim.fma_check import check_fma
+    from specmx.synth import synthesize
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     print(f"specmx demo: {len(CONFIGS)} FMA configurations (accuracy, RTL check, synthesis)")
@@ -85,9 +85,9 @@ def run_demo():
 
 
 def _demo_gemm():
-    from .models.perf.gemm import gemm_cycles, scalesim_compute_cycles
-    from .scalesim import run_scalesim
-    from .sim.gemm_check import check_gemm
+    from specmx.models.perf.gemm import gemm_cycles, scalesim_compute_cycles
+    from specmx.scalesim import run_scalesim
+    from specmx.sim.gemm_check import check_gemm
     cfg = FMAConfig("bf16", "fp32")
     rows = []
     lines = ["| GEMM | array | dataflow | mismatches | measured cycles | predicted |", "|---|---|---|---|---|---|"]
@@ -112,8 +112,8 @@ def _demo_gemm():
 
 
 def _demo_mamba():
-    from .models.mamba import MambaLM, get_preset
-    from .models.specdec import make_draft, speculative_generate
+    from specmx.models.mamba import MambaLM, get_preset
+    from specmx.models.specdec import make_draft, speculative_generate
     target = MambaLM.random(get_preset("small"), seed=1)
     ref = target.greedy([1, 2, 3], 64)
     rows = []

@@ -8,13 +8,13 @@ numpy is never downgraded. It runs in its no-stall mode (`InterfaceBandwidth: CA
 import csv
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 __all__ = ["scalesim_python", "run_scalesim"]
 
-ROOT = Path(__file__).resolve().parent.parent
 
 _CONFIG = """[general]
 run_name = specmx
@@ -57,14 +57,18 @@ UseRamulatorTrace: False
 
 
 def scalesim_python():
-    """The interpreter of SCALE-Sim's own venv ($SPECMX_SCALESIM_PYTHON overrides)."""
-    path = Path(os.environ.get("SPECMX_SCALESIM_PYTHON", ROOT / ".venv-scalesim" / "bin" / "python"))
+    """The interpreter of SCALE-Sim's own venv: $SPECMX_SCALESIM_PYTHON, or by default
+    `.venv-scalesim/bin/python` beside the virtual environment specmx runs in (where `make venv`
+    puts it: `.venv` and `.venv-scalesim` side by side in the checkout)."""
+    default = Path(sys.prefix).parent / ".venv-scalesim" / "bin" / "python"
+    path = Path(os.environ.get("SPECMX_SCALESIM_PYTHON", default))
     if not path.exists():
-        raise RuntimeError(f"compare: SCALE-Sim's venv is missing ({path}); run `make venv`")
+        raise RuntimeError(f"compare: SCALE-Sim's interpreter is missing ({path}); run `make venv` "
+                           f"or set SPECMX_SCALESIM_PYTHON")
     return path
 
 
-def run_scalesim(shapes, rows, cols, dataflow, workdir=None):
+def run_scalesim(rows, cols, dataflow, shapes, workdir=None):
     """Simulate GEMMs (list of (M, N, K)) in one SCALE-Sim run.
 
     Returns (list of compute cycles per shape, wall seconds of the whole run). SCALE-Sim's

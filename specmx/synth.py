@@ -20,7 +20,8 @@ from amaranth.back import rtlil
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 
-from .hdl.systolic import PE_MODULE, OSArray, WSArray
+from specmx.hdl.systolic import PE_MODULE, array_for
+from specmx.models.config import GemmConfig
 
 __all__ = ["synthesize", "synthesize_array", "Registered", "GATE_LIBRARY", "ECP5_DEVICES"]
 
@@ -112,13 +113,15 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
     return out
 
 
-def synthesize_array(cfg, rows, cols, dataflow, pe_stages, fmax=True, workdir=None, device=None):
-    """Area and timing of an R x C systolic array: one PE (`pe_*`) and the whole array (`array_*`),
-    the PE mapped once and counted R*C times (see `synthesize`)."""
-    array = {"os": OSArray, "ws": WSArray}[dataflow](cfg, rows, cols, pe_stages, black_box_pes=True)
+def synthesize_array(engine: GemmConfig, fmax=True, workdir=None, device=None):
+    """Area and timing of the R x C systolic array of `engine`: one PE (`pe_*`) and the whole
+    array (`array_*`), the PE mapped once and counted R*C times (see `synthesize`)."""
+    array = array_for(engine, black_box_pes=True)
     figures = synthesize(array, "array", fmax=fmax, workdir=workdir, blocks={PE_MODULE: array.pe()},
                          device=device)
-    result = {"config": cfg.name, "rows": rows, "cols": cols, "dataflow": dataflow, "pe_stages": pe_stages}
+    rows, cols = engine.rows, engine.cols
+    result = {"config": engine.fma.name, "rows": rows, "cols": cols, "dataflow": engine.dataflow,
+              "pe_stages": engine.pe_stages}
     for key in ("gates", "flops", "lut4"):
         result[f"pe_{key}"] = figures.pop(f"block_{PE_MODULE}_{key}")
     result.update({f"array_{k}": v for k, v in figures.items()})

@@ -2,6 +2,7 @@
 
 The engine runs three phases back to back (see the schedule in `hdl/gemm.py`):
   load     L + 1,  L = max(M*K, K*N, M*N) words, all three streams at one word per cycle
+           (plus the gaps each source leaves between words, when it leaves any)
   compute  OS: MT*NT*(2R + C + K*s - 1) + R + 1
            WS: NT*KT*(M + R + R*s + C + 1)
   drain    M*N + 1
@@ -14,9 +15,9 @@ M*N*K MACs at R*C per cycle); utilization = compute_cycles / total_cycles.
 from dataclasses import asdict, dataclass
 from math import ceil
 
-__all__ = ["GemmCycles", "gemm_cycles", "scalesim_compute_cycles", "DATAFLOWS", "SCALESIM_DATAFLOWS"]
+from specmx.models.config import DATAFLOWS, GemmConfig, PerfConfig
 
-DATAFLOWS = ("os", "ws")
+__all__ = ["GemmCycles", "gemm_cycles", "scalesim_compute_cycles", "DATAFLOWS", "SCALESIM_DATAFLOWS"]
 
 
 @dataclass(frozen=True)
@@ -41,37 +42,33 @@ def _positive(name, value, high=None):
         raise ValueError(f"{name}: must be an integer {rng}, got {value!r}")
 
 
-def gemm_cycles(M, N, K, rows, cols, dataflow="os", pe_stages=1, clock_mhz=300.0,
-                bandwidth=None, in_bytes=2, acc_bytes=4):
-    """Cycles of C = A x B + C0 (M x K times K x N) on a rows x cols engine.
-
-    bandwidth: bytes per cycle of the operand/result interface, or None for the engine's own
-    one-word-per-stream-per-cycle rate. Returns a GemmCycles.
+def gemm_cycles(engine: GemmConfig, M, N, K, perf: PerfConfig = PerfConfig(), input_gaps=(0, 0, 0)):
+    """Cycles of C = A x B + C0 (M x K times K x N) on the engine `engine` at the operating
+    point `perf` (clock; interface bytes per cycle, or None for the engine's own
+    one-word-per-stream-per-cycle rate). Operand and result widths come from `engine.fma`.
+    `input_gaps` are the idle cycles the A, B and C0 sources leave between words: the load
+    phase ends when the slowest stream is complete. Returns a GemmCycles.
     """
-    for name, v in (("M", M), ("N", N), ("K", K), ("rows", rows), ("cols", cols), ("pe_stages", pe_stages)):
+    for name, v in (("M", M), ("N", N), ("K", K)):
         _positive(name, v)
-    if dataflow not in DATAFLOWS:
-        raise ValueError(f"dataflow: unknown {dataflow!r}; allowed: {', '.join(DATAFLOWS)}")
-    if clock_mhz <= 0:
-        raise ValueError(f"clock: must be > 0 MHz, got {clock_mhz}")
-    R, C, s = rows, cols, pe_stages
+    R, C, s = engine.rows, engine.cols, engine.pe_stages
+    in_bytes, acc_bytes, bandwidth = engine.in_bytes, engine.acc_bytes, perf.bandwidth
     MT, NT, KT = ceil(M / R), ceil(N / C), ceil(K / R)
-    load = max(M * K, K * N, M * N) + 1
+    gap_a, gap_b, gap_c = input_gaps
+    load = max(M * K + gap_a, K * N + gap_b, M * N + gap_c) + 1
     drain = M * N + 1
-    if dataflow == "os":
+    if engine.dataflow == "os":
         array = MT * NT * (2 * R + C + K * s - 1) + R + 1
     else:
         array = NT * KT * (M + R + R * s + C + 1)
     stall = 0
     if bandwidth is not None:
-        if bandwidth <= 0:
-            raise ValueError(f"bandwidth: must be > 0 bytes/cycle, got {bandwidth}")
         load_bw = ceil(((M * K + K * N) * in_bytes + M * N * acc_bytes) / bandwidth) + 1
         drain_bw = ceil(M * N * acc_bytes / bandwidth) + 1
         stall = max(0, load_bw - load) + max(0, drain_bw - drain)
     total = load + array + drain + stall
     compute = ceil(M * N * K / (R * C))
-    seconds = total / (clock_mhz * 1e6)
+    seconds = total / (perf.clock_mhz * 1e6)
     return GemmCycles(total, load, array, drain, stall, compute, compute / total,
                       2 * M * N * K / seconds / 1e9, seconds * 1e6)
 
@@ -79,7 +76,7 @@ def gemm_cycles(M, N, K, rows, cols, dataflow="os", pe_stages=1, clock_mhz=300.0
 SCALESIM_DATAFLOWS = ("os", "ws", "is")
 
 
-def scalesim_compute_cycles(M, N, K, rows, cols, dataflow):
+def scalesim_compute_cycles(rows, cols, dataflow, M, N, K):
     """SCALE-Sim's no-stall compute cycles for a GEMM (its `Total Cycles` column), computed
     with its conventions rather than specmx's RTL schedule:
       os: folds = ceil(M/R)*ceil(N/C), per fold K + R + C - 2 (skewed fill and drain; the

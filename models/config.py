@@ -1,0 +1,303 @@
+"""Spec objects: one frozen, validated dataclass per concept, shared by every consumer.
+
+The same object drives the RTL generator, the golden model, the cycle model, the testbench,
+synthesis and the command line; `specmx.spec` loads them from YAML. They are plain Python (no
+Amaranth, no cocotb) so golden and cycle models can import them.
+
+Every constructor checks its arguments at once and raises ValueError whose message starts with
+the field name (`rows: must be an integer >= 1, got 0`); the YAML loader prefixes the key path.
+Limits that only a simulator, a buffer or a synthesis run imposes are checked by the command that
+needs them, not here: a 128x128 array is a valid spec for the cycle model.
+"""
+
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+from specmx.models.formats import FloatFormat, get_format
+
+__all__ = ["FMAConfig", "InternalFormat", "GemmConfig", "PerfConfig",
+           "IN_FORMATS", "ACC_FORMATS", "NORM_POLICIES", "ROUNDINGS", "SUBNORMAL_MODES", "STEPS",
+           "DATAFLOWS"]
+
+IN_FORMATS = ("bf16", "fp16", "e4m3", "e5m2")
+ACC_FORMATS = ("bf16", "fp16", "fp32")
+NORM_POLICIES = ("round", "flush", "internal")
+ROUNDINGS = ("rne", "rtz")
+SUBNORMAL_MODES = ("ieee", "flush")
+STEPS = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class InternalFormat:
+    """Unnormalized accumulator word: [sign | exponent (exp_bits) | significand (sig_bits)].
+
+    The significand has an explicit leading bit and may carry leading zeros. value =
+    sig * 2**(E - bias - (sig_bits - 1)). E == 0 with sig == 0 is zero; E all ones is infinity
+    (sig == 0) or NaN (sig != 0). There are no subnormals: results below E == 1 flush to zero.
+    """
+
+    exp_bits: int
+    sig_bits: int
+
+    @property
+    def width(self):
+        return 1 + self.exp_bits + self.sig_bits
+
+    @property
+    def bias(self):
+        return (1 << (self.exp_bits - 1)) - 1
+
+    @property
+    def exp_all_ones(self):
+        return (1 << self.exp_bits) - 1
+
+    @property
+    def canonical_nan(self):
+        return (self.exp_all_ones << self.sig_bits) | (1 << (self.sig_bits - 1))
+
+    @property
+    def inf_bits(self):
+        return self.exp_all_ones << self.sig_bits
+
+
+def _choice(field, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{field}: unknown value {value!r}; allowed: {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class FMAConfig:
+    """One FMA design point; the same object drives the golden model, the RTL and the tests.
+
+    Parameters
+    ----------
+    in_fmt : {"bf16", "fp16", "e4m3", "e5m2"}
+        Format of the multiplicands a and b.
+    acc_fmt : {"bf16", "fp16", "fp32"}
+        Format of the addend c and the result (IEEE word; see `policy` for the internal word).
+    window : int or None
+        Leading-zero detector window in bits (None: the whole sum, i.e. exact).
+    step : int
+        Granularity of the normalizing left shift: 1, 2, 4 or 8 (1: any amount).
+    policy : {"round", "flush", "internal"}
+        What an unnormalized sum becomes (module docstring). Irrelevant in exact mode except
+        "internal", which changes the accumulator word.
+    rounding : {"rne", "rtz"}
+    subnormals : {"ieee", "flush"}
+        "flush": subnormal inputs read as zero and subnormal results written as zero (same sign).
+    e4m3_overflow : {"nan", "saturate"}
+        Only used when converting float values to E4M3 operands (`formats.encode`).
+    """
+
+    in_fmt: str = "bf16"
+    acc_fmt: str = "fp32"
+    window: Optional[int] = None
+    step: int = 1
+    policy: str = "round"
+    rounding: str = "rne"
+    subnormals: str = "ieee"
+    e4m3_overflow: str = "nan"
+
+    def __post_init__(self):
+        _choice("in_fmt", self.in_fmt, IN_FORMATS)
+        _choice("acc_fmt", self.acc_fmt, ACC_FORMATS)
+        _choice("policy", self.policy, NORM_POLICIES)
+        _choice("rounding", self.rounding, ROUNDINGS)
+        _choice("subnormals", self.subnormals, SUBNORMAL_MODES)
+        _choice("e4m3_overflow", self.e4m3_overflow, ("nan", "saturate"))
+        if isinstance(self.step, bool) or self.step not in STEPS:
+            raise ValueError(f"step: must be one of {', '.join(map(str, STEPS))} (shifter levels are "
+                             f"powers of two), got {self.step!r}")
+        if self.window is not None:
+            if isinstance(self.window, bool) or not isinstance(self.window, int) or \
+                    not 1 <= self.window <= self.sum_width:
+                raise ValueError(f"window: must be an integer in 1..{self.sum_width} (the sum width "
+                                 f"of {self.in_fmt}*{self.in_fmt}+{self.acc_fmt}) or None, "
+                                 f"got {self.window!r}")
+            if self.window % self.step:
+                raise ValueError(f"window: must be a multiple of step={self.step}, got {self.window}")
+        if self.policy == "flush" and self.step != 1:
+            raise ValueError("policy: 'flush' needs step=1 (a step residue would flush most "
+                             "cancellations); use policy 'round' or 'internal' with step > 1")
+
+    # --- derived widths ---------------------------------------------------------------------
+    @property
+    def in_f(self) -> FloatFormat:
+        return get_format(self.in_fmt)
+
+    @property
+    def acc_f(self) -> FloatFormat:
+        return get_format(self.acc_fmt)
+
+    @property
+    def internal(self) -> bool:
+        """True when c and r are internal (unnormalized) accumulator words."""
+        return self.policy == "internal"
+
+    @property
+    def exact(self) -> bool:
+        """True when normalization is exact (the result is correctly rounded IEEE)."""
+        return self.window is None and self.step == 1 and not self.internal
+
+    @property
+    def int_f(self) -> InternalFormat:
+        return InternalFormat(self.acc_f.exp_bits + 2, self.acc_f.precision + self.step - 1)
+
+    @property
+    def prod_width(self):
+        return 2 * self.in_f.precision
+
+    @property
+    def c_width(self):
+        """Significand width of the addend c (and of the rounded result)."""
+        return self.int_f.sig_bits if self.internal else self.acc_f.precision
+
+    @property
+    def sum_width(self):
+        """Data bits of the alignment/sum register (one carry bit sits above them)."""
+        return self.prod_width + self.c_width + 2
+
+    @property
+    def lzd_window(self):
+        """Bits the leading-zero detector examines (sum_width + 1 = the whole sum)."""
+        return self.sum_width + 1 if self.window is None else self.window
+
+    @property
+    def acc_width(self):
+        """Width of the accumulator word on the c and r ports."""
+        return self.int_f.width if self.internal else self.acc_f.width
+
+    @property
+    def norm_label(self):
+        if self.window is None and self.step == 1:
+            return "exact" if not self.internal else "policy=internal"
+        w = f"window={self.window}," if self.window is not None else ""
+        return f"{w}step={self.step},policy={self.policy}"
+
+    @property
+    def name(self):
+        return f"{self.in_fmt}x{self.in_fmt}+{self.acc_fmt}:{self.norm_label}:{self.rounding}"
+
+    @property
+    def slug(self):
+        """`name` as a file-name fragment."""
+        return self.name.replace(":", "_").replace(",", "_").replace("=", "")
+
+    @staticmethod
+    def parse_norm(text):
+        """Parse '--norm' text: 'exact' or 'window=4,step=2,policy=round' into keyword args."""
+        if text == "exact":
+            return {}
+        out = {}
+        for part in text.split(","):
+            key, sep, val = part.partition("=")
+            key = key.strip()
+            if not sep or key not in ("window", "step", "policy"):
+                raise ValueError(f"norm: cannot parse {part!r}; expected 'exact' or a list of "
+                                 "window=N, step=N, policy=round|flush|internal")
+            if key == "policy":
+                out[key] = val.strip()
+            else:
+                try:
+                    out[key] = int(val)
+                except ValueError:
+                    raise ValueError(f"{key}: expected an integer, got {val!r}") from None
+        return out
+
+
+
+def _integer(name, value, low=1, high=None):
+    """Check an integer field: TypeError-free, one ValueError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        rng = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name}: must be {rng}, got {value}")
+
+
+DATAFLOWS = ("os", "ws")
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """The systolic matrix engine (`hdl.gemm.GEMMEngine`): the one object that the RTL, the
+    golden GEMM, the cycle model, the check, synthesis and the CLI take, in that argument order
+    (config first, then the problem).
+
+    Parameters
+    ----------
+    fma : FMAConfig
+        Arithmetic of every processing element; operand widths for the cycle model come from it.
+    rows, cols : int
+        Array size R x C (>= 1; the RTL check and synthesis set their own upper limits).
+    dataflow : {"os", "ws"}
+        Output or weight stationary.
+    pe_stages : int
+        FMA pipeline stages per PE (1..5).
+    max_m, max_n, max_k : int
+        Largest GEMM the on-chip buffers of the RTL engine hold (the cycle model ignores them).
+    """
+
+    fma: FMAConfig = field(default_factory=FMAConfig)
+    rows: int = 4
+    cols: int = 4
+    dataflow: str = "os"
+    pe_stages: int = 1
+    max_m: int = 32
+    max_n: int = 32
+    max_k: int = 32
+
+    def __post_init__(self):
+        if not isinstance(self.fma, FMAConfig):
+            raise ValueError(f"fma: must be an FMAConfig, got {self.fma!r}")
+        _integer("rows", self.rows)
+        _integer("cols", self.cols)
+        _choice("dataflow", self.dataflow, DATAFLOWS)
+        _integer("pe_stages", self.pe_stages, 1, 5)
+        for name in ("max_m", "max_n", "max_k"):
+            _integer(name, getattr(self, name))
+
+    @property
+    def in_bytes(self):
+        """Bytes of one A or B word on the interface."""
+        return (self.fma.in_f.width + 7) // 8
+
+    @property
+    def acc_bytes(self):
+        """Bytes of one C0 or result word on the interface (IEEE accumulator format)."""
+        return (self.fma.acc_f.width + 7) // 8
+
+    @property
+    def buffers(self):
+        return (self.max_m, self.max_n, self.max_k)
+
+    @property
+    def name(self):
+        return f"{self.rows}x{self.cols}_{self.dataflow}_s{self.pe_stages}_{self.fma.slug}"
+
+
+@dataclass(frozen=True)
+class PerfConfig:
+    """Operating point of a cycle-model query: clock and interface bandwidth.
+
+    Parameters
+    ----------
+    clock_mhz : float
+        Engine clock (> 0).
+    bandwidth : float or None
+        Bytes per cycle of the operand/result interface, or None for the engine's own
+        one-word-per-stream-per-cycle rate.
+    """
+
+    clock_mhz: float = 300.0
+    bandwidth: Optional[float] = None
+
+    def __post_init__(self):
+        for name in ("clock_mhz", "bandwidth"):
+            v = getattr(self, name)
+            if v is None and name == "bandwidth":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{name}: must be a number, got {v!r}")
+            if not v > 0 or v != v or v == float("inf"):
+                raise ValueError(f"{name}: must be a finite number > 0, got {v}")
