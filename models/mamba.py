@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from specmx.models.mamba_ops import FLOAT_OPS
+
 __all__ = ["MambaConfig", "MambaLM", "MambaState", "PRESETS", "get_preset"]
 
 
@@ -64,12 +66,32 @@ class MambaConfig:
 
     @classmethod
     def from_hf(cls, cfg):
-        return cls(vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"],
-                   state_size=cfg.get("state_size", 16), num_hidden_layers=cfg["num_hidden_layers"],
-                   expand=cfg.get("expand", 2), conv_kernel=cfg.get("conv_kernel", 4),
-                   time_step_rank=cfg.get("time_step_rank", 0) if cfg.get("time_step_rank") != "auto" else 0,
-                   layer_norm_epsilon=cfg.get("layer_norm_epsilon", 1e-5),
-                   use_conv_bias=cfg.get("use_conv_bias", True), use_bias=cfg.get("use_bias", False))
+        """From a transformers config.json mapping. Raises ValueError naming the key."""
+        if not isinstance(cfg, dict):
+            raise ValueError(f"config.json: expected a JSON object, got {type(cfg).__name__}")
+        missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers") if k not in cfg]
+        if missing:
+            raise ValueError(f"config.json: missing key {missing[0]!r}")
+        rank = cfg.get("time_step_rank", 0)
+        kwargs = dict(vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"],
+                      state_size=cfg.get("state_size", 16), num_hidden_layers=cfg["num_hidden_layers"],
+                      expand=cfg.get("expand", 2), conv_kernel=cfg.get("conv_kernel", 4),
+                      time_step_rank=0 if rank == "auto" else rank,
+                      layer_norm_epsilon=cfg.get("layer_norm_epsilon", 1e-5),
+                      use_conv_bias=cfg.get("use_conv_bias", True), use_bias=cfg.get("use_bias", False))
+        if isinstance(kwargs["time_step_rank"], bool) or not isinstance(kwargs["time_step_rank"], int) \
+                or kwargs["time_step_rank"] < 0:
+            raise ValueError(f"config.json: time_step_rank: must be 'auto' or an integer >= 0, got {rank!r}")
+        if isinstance(kwargs["layer_norm_epsilon"], bool) or not isinstance(kwargs["layer_norm_epsilon"], (int, float)):
+            raise ValueError(f"config.json: layer_norm_epsilon: must be a number, "
+                             f"got {kwargs['layer_norm_epsilon']!r}")
+        for key in ("use_conv_bias", "use_bias"):
+            if not isinstance(kwargs[key], bool):
+                raise ValueError(f"config.json: {key}: must be true or false, got {kwargs[key]!r}")
+        try:
+            return cls(**kwargs)
+        except ValueError as exc:
+            raise ValueError(f"config.json: {exc}") from None
 
 
 # Published dimensions (state-spaces/mamba-*: d_model, n_layer; vocab padded to 50280).
@@ -91,6 +113,36 @@ def get_preset(name):
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"model: unknown preset {name!r}; allowed: {', '.join(PRESETS)}") from None
+
+
+def read_config_json(directory):
+    """The parsed config.json of a model directory; ValueError for anything unreadable."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise ValueError(f"{str(d)!r} is not a directory")
+    path = d / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{str(d)!r} has no config.json (needs config.json and model.safetensors)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"config.json: cannot read it ({exc.__class__.__name__})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"config.json: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+
+
+def read_safetensors(directory):
+    """All tensors of model.safetensors as float32-or-native numpy arrays; ValueError when the
+    file is missing, truncated or not safetensors."""
+    from safetensors.numpy import load_file
+    path = Path(directory) / "model.safetensors"
+    if not path.is_file():
+        raise ValueError(f"{str(directory)!r} has no model.safetensors (needs config.json and model.safetensors)")
+    try:
+        return load_file(str(path))
+    except Exception as exc:   # safetensors raises its own error types for bad headers/sizes
+        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ValueError(f"model.safetensors: cannot load it ({detail})") from None
 
 
 def _expected_shapes(cfg: MambaConfig):
@@ -132,26 +184,11 @@ class MambaState:
         return sum(c.nbytes for c in self.conv) + sum(s.nbytes for s in self.ssm)
 
 
-def _silu(x):
-    return x / (1.0 + np.exp(-x))
-
-
-def ssm_update(A, h, dt, ua, B):
-    """One selective-scan step h' = exp(dt*A) h + (dt*u) B for one token. Shared by `step` and
-    speculative verification/recompute so that their states agree bit for bit."""
-    return np.exp(dt[:, None] * A) * h + (dt * ua)[:, None] * B[None, :]
-
-
-def _softplus(x):
-    # torch.nn.functional.softplus with threshold 20
-    return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0)))).astype(np.float32)
-
-
 class MambaLM:
     """Mamba language model with numpy float32 weights (a dict in HuggingFace naming)."""
 
-    def __init__(self, cfg: MambaConfig, weights: dict):
-        self.cfg = cfg
+    def __init__(self, cfg: MambaConfig, weights: dict, ops=FLOAT_OPS):
+        self.cfg, self.ops = cfg, ops
         shapes = _expected_shapes(cfg)
         for name, shape in shapes.items():
             if name not in weights:
@@ -160,7 +197,7 @@ class MambaLM:
                 raise ValueError(f"weights: tensor {name!r} has shape {tuple(weights[name].shape)}, "
                                  f"expected {shape}")
         self.w = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in shapes}
-        self._layers = [self._layer(i) for i in range(cfg.num_hidden_layers)]
+        self.layers = [self._layer(i) for i in range(cfg.num_hidden_layers)]
 
     def _layer(self, i):
         p = f"backbone.layers.{i}."
@@ -205,13 +242,9 @@ class MambaLM:
     @classmethod
     def from_pretrained(cls, directory):
         """Read a directory written by transformers' save_pretrained (config.json +
-        model.safetensors)."""
-        from safetensors.numpy import load_file
-        d = Path(directory)
-        if not (d / "config.json").exists() or not (d / "model.safetensors").exists():
-            raise ValueError(f"model: {str(d)!r} needs config.json and model.safetensors")
-        cfg = MambaConfig.from_hf(json.loads((d / "config.json").read_text()))
-        weights = load_file(str(d / "model.safetensors"))
+        model.safetensors). Raises ValueError (one line naming the file and what is wrong)."""
+        cfg = MambaConfig.from_hf(read_config_json(directory))
+        weights = read_safetensors(directory)
         weights.pop("lm_head.weight", None)        # tied to the embedding
         return cls(cfg, weights)
 
@@ -222,12 +255,9 @@ class MambaLM:
         (d / "config.json").write_text(json.dumps(self.cfg.hf_config(), indent=2))
         save_file(dict(self.w), str(d / "model.safetensors"), metadata={"format": "pt"})
 
-    # --- numerics -------------------------------------------------------------------------------
-    def _rmsnorm(self, x, weight):
-        var = np.mean(x * x, axis=-1, keepdims=True)
-        return (x / np.sqrt(var + self.cfg.layer_norm_epsilon)) * weight
-
-    def _check_tokens(self, tokens):
+    # --- numerics (every operation through self.ops, see mamba_ops) ----------------------------
+    def check_tokens(self, tokens):
+        """A 1-D int64 array of token ids in range; ValueError otherwise."""
         t = np.asarray(tokens)
         if t.ndim != 1 or t.dtype.kind not in "iu":
             raise ValueError("tokens: expected a 1-D sequence of integer token ids")
@@ -236,46 +266,56 @@ class MambaLM:
                              f"got {int(t.min())}..{int(t.max())}")
         return t.astype(np.int64)
 
+    def embed(self, tokens):
+        return self.w["backbone.embeddings.weight"][tokens]
+
+    def logits(self, x):
+        """Final norm and the tied LM head: [.., vocab] float32."""
+        ops = self.ops
+        h = ops.rmsnorm(x, self.w["backbone.norm_f.weight"], self.cfg.layer_norm_epsilon)
+        return ops.linear(h, self.w["backbone.embeddings.weight"].T).astype(np.float32, copy=False)
+
+    def in_proj(self, L, x):
+        """RMSNorm and in_proj for rows of x: (u, z), each [.., d_inner]."""
+        ops, di = self.ops, self.cfg.intermediate_size
+        xz = ops.linear(ops.rmsnorm(x, L["norm"], self.cfg.layer_norm_epsilon), L["in_proj"])
+        return xz[..., :di], xz[..., di:]
+
+    def ssm_inputs(self, L, ua):
+        """x_proj and dt_proj for rows of conv outputs: (dt, B, C)."""
+        ops, r, n = self.ops, self.cfg.dt_rank, self.cfg.state_size
+        proj = ops.linear(ua, L["x_proj"])
+        dt = ops.softplus(ops.linear(proj[..., :r], L["dt_proj"]) + L["dt_bias"])
+        return dt, proj[..., r:r + n], proj[..., r + n:]
+
+    def out_proj(self, L, y, z):
+        """Gate and out_proj: the layer's residual update for rows of y."""
+        return self.ops.linear(y * self.ops.silu(z), L["out_proj"])
+
     def forward(self, tokens, state=None, return_state=False):
         """Prefill: logits [T, vocab] (float32) for a token sequence, optionally continuing
-        from `state` and returning the state after the last token."""
-        tokens = self._check_tokens(tokens)
-        cfg = self.cfg
-        x = self.w["backbone.embeddings.weight"][tokens]
+        from `state` and returning the state after the last token. Linear layers run over the
+        whole sequence; conv and scan steps run token by token with the same `conv_step` and
+        `ssm_step` as decoding, so prefill and decode agree bit for bit."""
+        tokens = self.check_tokens(tokens)
+        ops = self.ops
+        state = state if state is not None else self.initial_state()
+        x = self.embed(tokens)
         new_state = MambaState()
-        for li, L in enumerate(self._layers):
-            h = self._rmsnorm(x, L["norm"])
-            xz = h @ L["in_proj"]
-            u, z = xz[:, :cfg.intermediate_size], xz[:, cfg.intermediate_size:]
-            prev = state.conv[li] if state is not None else np.zeros((cfg.intermediate_size, cfg.conv_kernel - 1), np.float32)
-            padded = np.concatenate([prev.T, u], axis=0)              # [K-1+T, d_inner]
-            k = cfg.conv_kernel
-            conv = sum(padded[j:j + len(u)] * L["conv_w"][:, j] for j in range(k)) + L["conv_b"]
-            u_act = _silu(conv)
-            y, ssm = self._scan(L, u_act, state.ssm[li] if state is not None else None)
-            y = y * _silu(z)
-            x = x + y @ L["out_proj"]
-            new_state.conv.append(padded[-(k - 1):].T.copy())
-            new_state.ssm.append(ssm)
-        logits = self._rmsnorm(x, self.w["backbone.norm_f.weight"]) @ self.w["backbone.embeddings.weight"].T
-        logits = logits.astype(np.float32)
+        for li, L in enumerate(self.layers):
+            u, z = self.in_proj(L, x)
+            conv, ua = state.conv[li], np.empty_like(u)
+            for t in range(len(tokens)):
+                ua[t], conv = ops.conv_step(conv, u[t], L["conv_w"], L["conv_b"])
+            dt, B, C = self.ssm_inputs(L, ua)
+            h, y = state.ssm[li], np.empty_like(u)
+            for t in range(len(tokens)):
+                y[t], h = ops.ssm_step(L["A"], h, dt[t], ua[t], B[t], C[t], L["D"])
+            x = x + self.out_proj(L, y, z)
+            new_state.conv.append(conv.copy())
+            new_state.ssm.append(h)
+        logits = self.logits(x)
         return (logits, new_state) if return_state else logits
-
-    def _scan(self, L, u, h0):
-        """Selective scan over T steps; returns (y [T, d_inner], final state)."""
-        cfg = self.cfg
-        n, r = cfg.state_size, cfg.dt_rank
-        proj = u @ L["x_proj"]
-        dt = _softplus(proj[:, :r] @ L["dt_proj"] + L["dt_bias"])    # [T, d_inner]
-        B, C = proj[:, r:r + n], proj[:, r + n:]
-        dA = np.exp(dt[:, :, None] * L["A"][None])                     # [T, d_inner, n]
-        dBu = (dt * u)[:, :, None] * B[:, None, :]
-        h = np.zeros((cfg.intermediate_size, n), np.float32) if h0 is None else h0.copy()
-        y = np.empty_like(u)
-        for t in range(u.shape[0]):
-            h = dA[t] * h + dBu[t]
-            y[t] = h @ C[t]
-        return y + u * L["D"], h
 
     def initial_state(self):
         cfg = self.cfg
@@ -285,28 +325,20 @@ class MambaLM:
                            for _ in range(cfg.num_hidden_layers)])
 
     def step(self, token, state: MambaState):
-        """Decode one token: returns (logits [vocab], new state). `state` is not modified.
-
-        Same arithmetic as `forward` on one token, without the sequence machinery."""
-        cfg = self.cfg
-        tok = self._check_tokens(np.array([token]))[0]
-        x = self.w["backbone.embeddings.weight"][tok]
+        """Decode one token: returns (logits [vocab], new state). `state` is not modified."""
+        ops = self.ops
+        tok = self.check_tokens(np.array([token]))[0]
+        x = self.embed(tok)
         new = MambaState()
-        r, n, di = cfg.dt_rank, cfg.state_size, cfg.intermediate_size
-        for li, L in enumerate(self._layers):
-            xz = self._rmsnorm(x, L["norm"]) @ L["in_proj"]
-            u, z = xz[:di], xz[di:]
-            window = np.concatenate([state.conv[li], u[:, None]], axis=1)
-            ua = _silu((window * L["conv_w"]).sum(axis=1) + L["conv_b"])
-            proj = ua @ L["x_proj"]
-            dt = _softplus(proj[:r] @ L["dt_proj"] + L["dt_bias"])
-            h = ssm_update(L["A"], state.ssm[li], dt, ua, proj[r:r + n])
-            y = (h @ proj[r + n:] + ua * L["D"]) * _silu(z)
-            x = x + y @ L["out_proj"]
-            new.conv.append(window[:, 1:])
+        for li, L in enumerate(self.layers):
+            u, z = self.in_proj(L, x)
+            ua, conv = ops.conv_step(state.conv[li], u, L["conv_w"], L["conv_b"])
+            dt, B, C = self.ssm_inputs(L, ua)
+            y, h = ops.ssm_step(L["A"], state.ssm[li], dt, ua, B, C, L["D"])
+            x = x + self.out_proj(L, y, z)
+            new.conv.append(conv)
             new.ssm.append(h)
-        logits = self._rmsnorm(x, self.w["backbone.norm_f.weight"]) @ self.w["backbone.embeddings.weight"].T
-        return logits.astype(np.float32, copy=False), new
+        return self.logits(x), new
 
     def greedy(self, prompt, n_tokens):
         """Plain greedy decoding: prefill the prompt, then n_tokens steps."""

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from specmx.models.mamba import MambaLM, MambaState, _silu, _softplus, ssm_update
+from specmx.models.mamba import MambaLM, MambaState
 
-__all__ = ["TreeShape", "SpecStats", "speculative_generate", "verify_tree", "make_draft", "BACKTRACK"]
+__all__ = ["TreeShape", "SpecStats", "speculative_generate", "verify_tree", "verify_cost", "make_draft",
+           "BACKTRACK"]
 
 BACKTRACK = ("store", "recompute", "hybrid")
 
@@ -164,88 +165,86 @@ def _build_tree(draft: MambaLM, dstate: MambaState, last, widths, rng, temperatu
     return tree
 
 
-def _layer_flops(cfg):
-    d, di, n, r, k = cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.dt_rank, cfg.conv_kernel
-    return 2 * d * 2 * di + 2 * k * di + 2 * di * (r + 2 * n) + 2 * r * di + 6 * di * n + 2 * di * d
-
-
 def verify_tree(model: MambaLM, state: MambaState, tokens, parent, tile=8, cache=False, store=False):
-    """Target pass over a token tree (parents listed before children).
+    """Target pass over a token tree (parents listed before children): the numerics only.
 
-    Returns dict: logits [nodes, vocab]; `states` per node if store; `cache` per node (small
-    SSM inputs) if cache; and cost figures: peak_state_bytes, flops, bytes_moved.
+    Every operation goes through `model.ops` (the arithmetic of the model: float by default,
+    or a hardware numerics model), in the order the hardware runs them: per layer, linear
+    layers batched over tiles of `tile` nodes, conv and SSM steps in series in FIFO order, each
+    from its parent's state. Returns dict: logits [nodes, vocab]; `states` per node if store;
+    `cache` per node (the small SSM inputs: conv input, activated input, dt, B, C) if cache;
+    `peak_live_states`, the most parent states held at once. Costs: `verify_cost`.
     """
-    cfg = model.cfg
+    ops = model.ops
     n_nodes = len(tokens)
-    tokens = model._check_tokens(np.asarray(tokens))
-    x = model.w["backbone.embeddings.weight"][tokens].copy()
+    x = model.embed(model.check_tokens(np.asarray(tokens))).copy()
     last_child = {}
     for i, p in enumerate(parent):
         if p >= 0:
             last_child[p] = i
     states = [MambaState() for _ in range(n_nodes)] if store else None
     caches = [[] for _ in range(n_nodes)] if cache else None
-    layer_state_bytes = state.nbytes // cfg.num_hidden_layers
+    tiles = [range(t0, min(n_nodes, t0 + tile)) for t0 in range(0, n_nodes, tile)]
     peak_live = 0
-    k = cfg.conv_kernel
-    for li, L in enumerate(model._layers):
-        h = model._rmsnorm(x, L["norm"])
-        xz = np.empty((n_nodes, 2 * cfg.intermediate_size), np.float32)
-        for t0 in range(0, n_nodes, tile):                        # batched linear layer
-            xz[t0:t0 + tile] = h[t0:t0 + tile] @ L["in_proj"]
-        u, z = xz[:, :cfg.intermediate_size], xz[:, cfg.intermediate_size:]
+    for li, L in enumerate(model.layers):
+        u, z = np.empty((2, n_nodes, model.cfg.intermediate_size), np.float32)
+        for idx in tiles:                                         # batched linear layer
+            u[idx.start:idx.stop], z[idx.start:idx.stop] = model.in_proj(L, x[idx.start:idx.stop])
         live_conv, live_ssm = {}, {}                              # node -> its state at this layer
         y = np.empty_like(u)
-        for t0 in range(0, n_nodes, tile):
-            idx = range(t0, min(n_nodes, t0 + tile))
-            windows, acts = {}, []
-            for i in idx:                                         # conv steps, in series
+        for idx in tiles:
+            ua = np.empty((len(idx), u.shape[1]), np.float32)
+            for j, i in enumerate(idx):                           # conv steps, in series
                 prev = state.conv[li] if parent[i] < 0 else live_conv[parent[i]]
-                window = np.concatenate([prev, u[i][:, None]], axis=1)
-                acts.append(_silu((window * L["conv_w"]).sum(axis=1) + L["conv_b"]))
-                live_conv[i] = window[:, 1:]
+                ua[j], live_conv[i] = ops.conv_step(prev, u[i], L["conv_w"], L["conv_b"])
                 if store:
-                    states[i].conv.append(window[:, 1:].copy())
+                    states[i].conv.append(live_conv[i].copy())
                 if parent[i] >= 0 and last_child.get(parent[i]) == i:
                     live_conv.pop(parent[i])
-            ua = np.stack(acts)
-            proj = ua @ L["x_proj"]                                # batched x_proj / dt_proj
-            r, n = cfg.dt_rank, cfg.state_size
-            dt = _softplus(proj[:, :r] @ L["dt_proj"] + L["dt_bias"])
-            Bm, Cm = proj[:, r:r + n], proj[:, r + n:]
+            dt, Bm, Cm = model.ssm_inputs(L, ua)                  # batched x_proj / dt_proj
             for j, i in enumerate(idx):                           # SSM steps, in series
                 hprev = state.ssm[li] if parent[i] < 0 else live_ssm[parent[i]]
-                hnew = ssm_update(L["A"], hprev, dt[j], ua[j], Bm[j])
-                y[i] = hnew @ Cm[j] + ua[j] * L["D"]
-                live_ssm[i] = hnew
+                y[i], live_ssm[i] = ops.ssm_step(L["A"], hprev, dt[j], ua[j], Bm[j], Cm[j], L["D"])
                 if caches is not None:
-                    caches[i].append((u[i].copy(), ua[j].copy(), dt[j].copy(), Bm[j].copy()))
+                    caches[i].append((u[i].copy(), ua[j].copy(), dt[j].copy(), Bm[j].copy(), Cm[j].copy()))
                 if store:
-                    states[i].ssm.append(hnew.copy())
+                    states[i].ssm.append(live_ssm[i].copy())
                 if parent[i] >= 0 and last_child.get(parent[i]) == i:
                     live_ssm.pop(parent[i])                       # its last child is done
                 peak_live = max(peak_live, len(live_ssm))
-        y = y * _silu(z)
-        for t0 in range(0, n_nodes, tile):
-            x[t0:t0 + tile] = x[t0:t0 + tile] + y[t0:t0 + tile] @ L["out_proj"]
-    logits = model._rmsnorm(x, model.w["backbone.norm_f.weight"]) @ model.w["backbone.embeddings.weight"].T
+        for idx in tiles:
+            x[idx.start:idx.stop] += model.out_proj(L, y[idx.start:idx.stop], z[idx.start:idx.stop])
+    return {"logits": model.logits(x), "states": states, "cache": caches, "peak_live_states": peak_live}
+
+
+def _layer_flops(cfg):
+    d, di, n, r, k = cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.dt_rank, cfg.conv_kernel
+    return 2 * d * 2 * di + 2 * k * di + 2 * di * (r + 2 * n) + 2 * r * di + 6 * di * n + 2 * di * d
+
+
+def verify_cost(model: MambaLM, n_nodes, tile, peak_live_states):
+    """What a verification pass of `n_nodes` in tiles of `tile` costs: peak bytes of parent
+    states held (`peak_state_bytes`), flops, and bytes moved (every layer weight once per tile,
+    the embedding once, each node's state read and written once per layer)."""
+    cfg = model.cfg
+    layer_state_bytes = model.initial_state().nbytes // cfg.num_hidden_layers
     weight_bytes = sum(v.nbytes for key, v in model.w.items() if "layers" in key)
     tiles = -(-n_nodes // tile)
-    out = {"logits": logits.astype(np.float32), "states": states, "cache": caches,
-           "peak_state_bytes": peak_live * layer_state_bytes,
-           "flops": n_nodes * (cfg.num_hidden_layers * _layer_flops(cfg) + 2 * cfg.hidden_size * cfg.vocab_size),
-           "bytes_moved": tiles * weight_bytes + model.w["backbone.embeddings.weight"].nbytes
-           + 2 * n_nodes * layer_state_bytes * cfg.num_hidden_layers}
-    return out
+    return {"peak_state_bytes": peak_live_states * layer_state_bytes,
+            "flops": n_nodes * (cfg.num_hidden_layers * _layer_flops(cfg) + 2 * cfg.hidden_size * cfg.vocab_size),
+            "bytes_moved": tiles * weight_bytes + model.w["backbone.embeddings.weight"].nbytes
+            + 2 * n_nodes * layer_state_bytes * cfg.num_hidden_layers}
 
 
 def _recompute(model: MambaLM, state: MambaState, path_caches):
     """Re-run only the conv-window shifts and SSM recurrences along an accepted path."""
+    ops = model.ops
     new = state.copy()
     for node_cache in path_caches:
-        for li, (u_pre, ua, dt, B) in enumerate(node_cache):
-            new.conv[li] = np.concatenate([new.conv[li], u_pre[:, None]], axis=1)[:, 1:]
-            new.ssm[li] = ssm_update(model._layers[li]["A"], new.ssm[li], dt, ua, B)
+        for li, (u_pre, ua, dt, B, C) in enumerate(node_cache):
+            L = model.layers[li]
+            new.conv[li] = ops.conv_step(new.conv[li], u_pre, L["conv_w"], L["conv_b"])[1]
+            new.ssm[li] = ops.ssm_step(L["A"], new.ssm[li], dt, ua, B, C, L["D"])[1]
     return new
 
 
@@ -286,7 +285,7 @@ def speculative_generate(target: MambaLM, draft: MambaLM, prompt, n_tokens, tree
     widths = TreeShape(tree)
     if backtrack not in BACKTRACK:
         raise ValueError(f"backtrack: unknown {backtrack!r}; allowed: {', '.join(BACKTRACK)}")
-    prompt = target._check_tokens(np.asarray(prompt))
+    prompt = target.check_tokens(np.asarray(prompt))
     if prompt.size == 0:
         raise ValueError("prompt: needs at least one token")
     rng = np.random.default_rng(seed) if sample else None
@@ -310,6 +309,7 @@ def speculative_generate(target: MambaLM, draft: MambaLM, prompt, n_tokens, tree
         stats.strategy_used[strategy] = stats.strategy_used.get(strategy, 0) + 1
         v = verify_tree(target, S, t.tokens, t.parent, tile, cache=strategy == "recompute",
                         store=strategy == "store")
+        v.update(verify_cost(target, n_nodes, tile, v["peak_live_states"]))
         stats.rounds += 1
         stats.target_passes += 1
         stats.nodes_verified += n_nodes

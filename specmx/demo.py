@@ -3,21 +3,26 @@
 1. FMA: accuracy of exact vs approximate normalization on chained bf16 dot products (golden
    model), the RTL simulated in cocotb/Verilator against the golden model, and synthesis
    (gates, LUT4, ECP5 LUTs, Fmax) with the ratio to exact;
-2. matrix engine: a 2x3 array GEMM (7x13x29, both dataflows) simulated bit- and cycle-exactly
-   against the golden GEMM and the cycle model, then a cycle-model query next to SCALE-Sim.
+2. matrix engine: the 2x3 array of examples/demo_engine.yaml running a 7x13x29 GEMM in both
+   dataflows, simulated with random operand gaps and result back-pressure, bit- and
+   cycle-exactly against the golden GEMM and the cycle model; then a cycle-model query next to
+   SCALE-Sim.
 Results go to out/demo/demo.json next to a readable table (out/demo/demo.md).
 """
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from specmx.models.fma import FMAConfig, fma, normalize, to_internal
+from specmx.models.config import FMAConfig, PerfConfig
+from specmx.models.fma import fma, normalize, to_internal
 from specmx.models.formats import decode, encode
 
 OUT = Path("out/demo")
+SPEC = Path("examples/demo_engine.yaml")       # the engine of the GEMM part (2x3, bf16 x bf16 + fp32)
 CONFIGS = [
     FMAConfig("bf16", "fp32"),
     FMAConfig("bf16", "fp32", window=4, step=4, policy="internal"),
@@ -88,22 +93,24 @@ def _demo_gemm():
     from specmx.models.perf.gemm import gemm_cycles, scalesim_compute_cycles
     from specmx.scalesim import run_scalesim
     from specmx.sim.gemm_check import check_gemm
-    cfg = FMAConfig("bf16", "fp32")
+    from specmx.spec import load_spec
+    demo_engine = load_spec(SPEC).gemm
     rows = []
     lines = ["| GEMM | array | dataflow | mismatches | measured cycles | predicted |", "|---|---|---|---|---|---|"]
     for df in ("os", "ws"):
         t0 = time.perf_counter()
-        r = check_gemm(cfg, 2, 3, df, (7, 13, 29), 1, backpressure=0.2)
+        r = check_gemm(replace(demo_engine, dataflow=df), (7, 13, 29), backpressure=0.2, idle=0.1)
         rows.append({"shape": "7x13x29", "array": "2x3", "dataflow": df, **{k: r[k] for k in
                      ("mismatches", "cycles", "predicted_cycles", "backpressure_cycles")}})
         print(f"[gemm {df}] 7x13x29 on 2x3: {r['mismatches']} mismatches, measured {r['cycles']} cycles, "
               f"predicted {r['predicted_cycles']} ({time.perf_counter() - t0:.0f} s)", flush=True)
         lines.append(f"| 7x13x29 | 2x3 | {df} | {r['mismatches']} | {r['cycles']} | {r['predicted_cycles']} |")
-    q = gemm_cycles(512, 512, 512, 32, 32, "ws", clock_mhz=300)
-    ss, seconds = run_scalesim([(512, 512, 512)], 32, 32, "ws")
+    big = replace(demo_engine, rows=32, cols=32, dataflow="ws")
+    q = gemm_cycles(big, 512, 512, 512, PerfConfig(clock_mhz=300))
+    ss, seconds = run_scalesim(32, 32, "ws", [(512, 512, 512)])
     rows.append({"query": "512x512x512 on 32x32 ws @300MHz", **q.as_dict(),
                  "scalesim_compute_cycles": ss[0],
-                 "specmx_scalesim_mode_cycles": scalesim_compute_cycles(512, 512, 512, 32, 32, "ws")})
+                 "specmx_scalesim_mode_cycles": scalesim_compute_cycles(32, 32, "ws", 512, 512, 512)})
     lines += ["", "| 512x512x512 on 32x32 ws | specmx RTL schedule | SCALE-Sim compute | specmx SCALE-Sim mode |",
               "|---|---|---|---|",
               f"| cycles | {q.total_cycles} (array phase {q.array_cycles}) | {ss[0]} ({seconds:.1f} s) | "

@@ -20,6 +20,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 
+from specmx.boards.ecp5 import ECP5_DEVICES
 from specmx.hdl.systolic import PE_MODULE, array_for
 from specmx.models.config import GemmConfig
 
@@ -141,8 +142,6 @@ def _cells(stat_path, blocks):
             for scope, cells in found.items()}
 
 
-# ECP5 parts nextpnr knows, smallest first: (LUT4s, MULT18X18D DSPs).
-ECP5_DEVICES = {"25k": (24288, 28), "45k": (43848, 72), "85k": (83640, 156)}
 
 
 def _ecp5_device(luts, dsps, fill=0.8):

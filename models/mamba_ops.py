@@ -1,0 +1,61 @@
+"""The operations of a Mamba layer, each written once (float32 numpy, HuggingFace numerics).
+
+`MambaLM` (prefill and decode) and speculative verification (`specdec.verify_tree`) call only
+these, through an ops object (`FloatOps` by default), so a different arithmetic, such as the
+hardware numerics model built on the FMA golden, plugs into every path by supplying an object
+with the same methods.
+"""
+
+import numpy as np
+
+__all__ = ["silu", "softplus", "rmsnorm", "linear", "conv_step", "ssm_step", "FloatOps", "FLOAT_OPS"]
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def softplus(x):
+    """torch.nn.functional.softplus with threshold 20 (what HF's MambaMixer applies to dt)."""
+    return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0)))).astype(np.float32)
+
+
+def rmsnorm(x, weight, eps):
+    var = np.mean(x * x, axis=-1, keepdims=True)
+    return (x / np.sqrt(var + eps)) * weight
+
+
+def linear(x, weight_t):
+    """x @ W^T with the weight stored transposed ([in, out])."""
+    return x @ weight_t
+
+
+def conv_step(state, u, weight, bias):
+    """One token of the causal depthwise conv1d + SiLU.
+
+    state [d, K-1] holds the previous K-1 inputs (oldest first), u [d] the new input,
+    weight [d, K], bias [d]. Returns (silu(conv) [d], new state [d, K-1])."""
+    window = np.concatenate([state, u[:, None]], axis=1)
+    return silu((window * weight).sum(axis=1) + bias), window[:, 1:]
+
+
+def ssm_step(A, h, dt, u, B, C, D):
+    """One token of the selective scan: h' = exp(dt*A) h + (dt*u) B; y = h' C + D u.
+
+    Mamba-1 shapes: A, h [d, n]; dt, u, D [d]; B, C [n]. Returns (y [d], h' [d, n])."""
+    h_new = np.exp(dt[:, None] * A) * h + (dt * u)[:, None] * B[None, :]
+    return h_new @ C + u * D, h_new
+
+
+class FloatOps:
+    """The reference arithmetic: float32 numpy (the functions above)."""
+
+    silu = staticmethod(silu)
+    softplus = staticmethod(softplus)
+    rmsnorm = staticmethod(rmsnorm)
+    linear = staticmethod(linear)
+    conv_step = staticmethod(conv_step)
+    ssm_step = staticmethod(ssm_step)
+
+
+FLOAT_OPS = FloatOps()

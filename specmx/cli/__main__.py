@@ -1,0 +1,5 @@
+import sys
+
+from specmx.cli import main
+
+sys.exit(main())
