@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from specmx.models.fma import FMAConfig
+from specmx.models.config import GemmConfig
 from specmx.synth import ECP5_DEVICES, synthesize_array
 
 OUT = Path("out/bench")
@@ -31,7 +32,7 @@ CONFIGS = [
 def _one(job):
     cfg, dataflow, stages, device = job
     t = time.perf_counter()
-    result = synthesize_array(cfg, 4, 4, dataflow, stages, device=device)
+    result = synthesize_array(GemmConfig(cfg, 4, 4, dataflow, stages), device=device)
     result.update(rounding=cfg.rounding, exact=cfg.exact, seconds=round(time.perf_counter() - t))
     print(f"  done {cfg.name} ({result['seconds']} s)", flush=True)
     return result

@@ -87,18 +87,23 @@ def area_table():
 
 def cycle_model_speed():
     """One query, 10,000 design points, and SCALE-Sim's time per GEMM on the same shapes."""
+    from specmx.models.config import GemmConfig
     from specmx.models.perf.gemm import gemm_cycles
     from specmx.scalesim import run_scalesim
-    one = _best(lambda: [gemm_cycles(512, 512, 512, 32, 32, "ws") for _ in range(1000)]) / 1000
+    big = GemmConfig(rows=32, cols=32, dataflow="ws")
+    one = _best(lambda: [gemm_cycles(big, 512, 512, 512) for _ in range(1000)]) / 1000
     sizes = [2, 4, 8, 16, 32, 64, 128, 256]
     shapes = [(m, n, k) for m in (1, 64, 512) for n in (512, 4096) for k in (64, 512, 2048)]
     points = [(r, c, df, sh) for r in sizes for c in sizes for df in ("os", "ws") for sh in shapes][:10_000]
     while len(points) < 10_000:
         points += points[:10_000 - len(points)]
-    sweep = _best(lambda: [gemm_cycles(*sh, r, c, df) for r, c, df, sh in points], 1)
+    # as `gemm sweep` does: one engine config per design point, then the query
+    sweep = _best(lambda: [gemm_cycles(GemmConfig(rows=r, cols=c, dataflow=df), *sh)
+                           for r, c, df, sh in points], 1)
     ss_shapes = [(64, 64, 64), (128, 256, 64), (256, 256, 256), (32, 512, 128), (100, 60, 70)]
-    _, ss_seconds = run_scalesim(ss_shapes, 16, 16, "ws")
-    ours = _best(lambda: [gemm_cycles(*sh, 16, 16, "ws") for sh in ss_shapes]) / len(ss_shapes)
+    _, ss_seconds = run_scalesim(16, 16, "ws", ss_shapes)
+    mid = GemmConfig(rows=16, cols=16, dataflow="ws")
+    ours = _best(lambda: [gemm_cycles(mid, *sh) for sh in ss_shapes]) / len(ss_shapes)
     rows = {"one_query_ms": one * 1e3, "points_10000_s": sweep,
             "scalesim_per_gemm_s": ss_seconds / len(ss_shapes), "specmx_per_gemm_s": ours}
     print("\nCycle model speed")

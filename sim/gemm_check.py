@@ -27,14 +27,16 @@ def gemm_operands(cfg: FMAConfig, M, N, K, seed=0):
 
 
 def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpressure=0.0, idle=0.0,
-               corrupt=0, waves=None):
+               corrupt=0, waves=None, cycle_model=gemm_cycles):
     """Simulate one GEMM of `shape` (M, N, K) on the RTL engine of `engine`; compare every
     result bit for bit with the golden GEMM and the measured cycles with the cycle model.
 
     `idle`: probability of a gap between operand words; `backpressure`: probability the result
     sink is not ready; both are accounted in `predicted_cycles` as the cycle model defines.
-    `corrupt` > 0 flips a bit in that many expected results (negative control).
-    Returns the testbench report plus `predicted_cycles`, `passed`, `log_dir` and `waves`.
+    `corrupt` > 0 flips a bit in that many expected results, and `cycle_model` replaces the
+    cycle model (negative controls: both must make the check fail).
+    Returns the testbench report plus `predicted_cycles`, `cycles_match`, `ok` (bits and
+    cycles both right), `passed` (the simulation's own verdict), `log_dir` and `waves`.
     """
     from specmx.hdl.gemm import GEMMEngine
 
@@ -61,8 +63,10 @@ def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpre
               "source_gaps": {"a": 0, "b": 0, "c0": 0}}
     report.update(result.report)
     gaps = report["source_gaps"]
-    pred = gemm_cycles(engine, M, N, K, input_gaps=(gaps["a"], gaps["b"], gaps["c0"]))
+    pred = cycle_model(engine, M, N, K, input_gaps=(gaps["a"], gaps["b"], gaps["c0"]))
     report["predicted_cycles"] = pred.total_cycles + report["backpressure_cycles"]
+    report["cycles_match"] = report["cycles"] == report["predicted_cycles"]
+    report["ok"] = bool(result.passed and report["mismatches"] == 0 and report["cycles_match"])
     report.update(passed=result.passed, log_dir=str(result.log_dir),
                   waves=str(result.waves) if result.waves else None)
     return report

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from bitcheck import assert_bits_equal
 
+from specmx.models.config import GemmConfig
 from specmx.models.fma import FMAConfig, fma, normalize, to_internal
 from specmx.models.gemm import gemm, gemm_reference_error
+from specmx.models.perf.gemm import gemm_cycles
 from specmx.sim.gemm_check import check_gemm, gemm_operands
 
 APPROX = FMAConfig("bf16", "fp32", window=4, step=4, policy="internal")
@@ -33,31 +35,30 @@ def naive_gemm(A, B, C0, cfg):
 def test_golden_gemm_equals_naive_chain(cfg):
     A, B, C0 = gemm_operands(cfg, 5, 6, 7, seed=3)
     for dataflow in ("os", "ws"):
-        assert_bits_equal(gemm(A, B, C0, cfg, dataflow, 2, 3), naive_gemm(A, B, C0, cfg), cfg.name)
+        engine = GemmConfig(cfg, 2, 3, dataflow)
+        assert_bits_equal(gemm(engine, A, B, C0), naive_gemm(A, B, C0, cfg), cfg.name)
 
 
 def test_golden_gemm_reference_error_is_stated():
-    cfg = FMAConfig("bf16", "fp32")
-    A, B, C0 = gemm_operands(cfg, 16, 16, 64, seed=1)
-    err = gemm_reference_error(A, B, C0, gemm(A, B, C0, cfg), cfg)
+    fp32 = GemmConfig(FMAConfig("bf16", "fp32"))
+    A, B, C0 = gemm_operands(fp32.fma, 16, 16, 64, seed=1)
+    err = gemm_reference_error(fp32, A, B, C0, gemm(fp32, A, B, C0))
     assert err["max_rel_err"] < 64 * 2.0 ** -24          # fp32 accumulation, 64 terms
-    bf16 = FMAConfig("bf16", "bf16")
-    A, B, C0 = gemm_operands(bf16, 16, 16, 64, seed=1)
-    err_bf16 = gemm_reference_error(A, B, C0, gemm(A, B, C0, bf16), bf16)
+    bf16 = GemmConfig(FMAConfig("bf16", "bf16"))
+    A, B, C0 = gemm_operands(bf16.fma, 16, 16, 64, seed=1)
+    err_bf16 = gemm_reference_error(bf16, A, B, C0, gemm(bf16, A, B, C0))
     assert err_bf16["max_rel_err"] > err["max_rel_err"]     # bf16 accumulation is visibly worse
 
 
 def test_golden_gemm_bad_input():
-    cfg = FMAConfig()
-    A, B, C0 = gemm_operands(cfg, 2, 3, 4)
-    with pytest.raises(ValueError, match="dataflow: unknown 'is'; allowed: os, ws"):
-        gemm(A, B, C0, cfg, "is")
+    engine = GemmConfig()
+    A, B, C0 = gemm_operands(engine.fma, 2, 3, 4)
+    with pytest.raises(TypeError, match="engine must be a GemmConfig"):
+        gemm(FMAConfig(), A, B, C0)
     with pytest.raises(ValueError, match="B: expected 4 rows"):
-        gemm(A, B[:3], C0, cfg)
+        gemm(engine, A, B[:3], C0)
     with pytest.raises(ValueError, match=r"C0: expected shape \(2, 3\)"):
-        gemm(A, B, C0[:, :2], cfg)
-    with pytest.raises(ValueError, match="rows: must be a positive integer, got 0"):
-        gemm(A, B, C0, cfg, "os", 0, 4)
+        gemm(engine, A, B, C0[:, :2])
 
 
 # --- RTL: one engine build per case (buffers sized 32^3), several GEMM shapes on it ------------
@@ -81,14 +82,22 @@ def _case_id(case):
     return f"{cfg.name}-{r}x{c}-{df}-s{s}"
 
 
-def _check_cases(case, shapes):
+def _engine(case, buffers=32):
     cfg, rows, cols, dataflow, stages = case
+    return GemmConfig(cfg, rows, cols, dataflow, stages, buffers, buffers, buffers)
+
+
+def _check_cases(case, shapes):
+    """Every shape bit- and cycle-exact; every other one with random operand gaps and result
+    back-pressure (both accounted by the cycle model)."""
     for i, shape in enumerate(shapes):
-        report = check_gemm(cfg, rows, cols, dataflow, shape, stages, seed=i,
-                            backpressure=0.25 if i % 2 == 0 else 0.0, max_size=(32, 32, 32))
+        busy = i % 2 == 0
+        report = check_gemm(_engine(case), shape, seed=i, backpressure=0.25 if busy else 0.0,
+                            idle=0.2 if busy else 0.0)
         assert report["mismatches"] == 0, (shape, report["first_mismatches"])
-        assert report["passed"]
+        assert report["passed"] and not report["protocol_errors"]
         assert report["cycles"] == report["predicted_cycles"], (shape, report)
+        assert report["ok"]
 
 
 @pytest.mark.parametrize("case", RTL_CASES, ids=_case_id)
@@ -106,17 +115,23 @@ def test_rtl_gemm_bit_and_cycle_exact_regress(case):
 @pytest.mark.parametrize("dataflow", ["os", "ws"])
 def test_rtl_gemm_8x8(dataflow):
     for i, shape in enumerate([(16, 16, 32), (7, 13, 29), (33, 17, 40)]):
-        report = check_gemm(FMAConfig("bf16", "fp32"), 8, 8, dataflow, shape, 1, seed=i,
-                            backpressure=0.2, max_size=(64, 64, 64))
+        engine = GemmConfig(FMAConfig("bf16", "fp32"), 8, 8, dataflow, 1, 64, 64, 64)
+        report = check_gemm(engine, shape, seed=i, backpressure=0.2, idle=0.1)
         assert report["mismatches"] == 0 and report["cycles"] == report["predicted_cycles"], report
 
 
 def test_rtl_gemm_negative_controls():
-    """A corrupted expected word fails the bit check; a wrong cycle prediction is caught."""
-    cfg, rows, cols, dataflow, stages = RTL_CASES[0]
-    report = check_gemm(cfg, rows, cols, dataflow, (7, 13, 29), stages, corrupt=2, max_size=(32, 32, 32))
-    assert report["mismatches"] == 2 and not report["passed"]
-    from specmx.models.perf.gemm import gemm_cycles
-    off_by_one = gemm_cycles(7, 13, 29, rows, cols, dataflow, stages).total_cycles + 1
-    good = check_gemm(cfg, rows, cols, dataflow, (7, 13, 29), stages, max_size=(32, 32, 32))
-    assert good["cycles"] == good["predicted_cycles"] != off_by_one
+    """A corrupted expected word fails the bit check; a cycle model that is off by one cycle
+    fails the cycle check, on the same simulation that passes with the real model."""
+    engine = _engine(RTL_CASES[0])
+    report = check_gemm(engine, (7, 13, 29), corrupt=2)
+    assert report["mismatches"] == 2 and not report["passed"] and not report["ok"]
+
+    def off_by_one(*args, **kwargs):
+        real = gemm_cycles(*args, **kwargs)
+        return type(real)(**{**real.as_dict(), "total_cycles": real.total_cycles + 1})
+
+    good = check_gemm(engine, (7, 13, 29), backpressure=0.25, idle=0.2)
+    bad = check_gemm(engine, (7, 13, 29), backpressure=0.25, idle=0.2, cycle_model=off_by_one)
+    assert good["ok"] and good["cycles_match"]
+    assert bad["mismatches"] == 0 and bad["passed"] and not bad["cycles_match"] and not bad["ok"]

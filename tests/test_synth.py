@@ -3,7 +3,7 @@ import pytest
 from specmx.hdl.fma import FMA
 from specmx.hdl.fma_parts import FMAPart
 from specmx.hdl.systolic import PE_MODULE, WSArray
-from specmx.models.fma import FMAConfig
+from specmx.models.config import FMAConfig, GemmConfig
 from specmx.synth import synthesize
 
 
@@ -28,8 +28,9 @@ def test_hierarchical_synthesis_counts_every_pe(tmp_path):
     """Synthesizing the PE once (black boxes) must count it once per instance: the array total
     matches a flat synthesis of the same array, and is at least rows*cols PEs."""
     cfg = FMAConfig("e5m2", "bf16")
-    flat = synthesize(WSArray(cfg, 1, 2, 1), "array", ecp5=False, workdir=tmp_path / "flat")
-    array = WSArray(cfg, 1, 2, 1, black_box_pes=True)
+    engine = GemmConfig(cfg, 1, 2, "ws", 1)
+    flat = synthesize(WSArray(engine), "array", ecp5=False, workdir=tmp_path / "flat")
+    array = WSArray(engine, black_box_pes=True)
     hier = synthesize(array, "array", fmax=False, blocks={PE_MODULE: array.pe()}, workdir=tmp_path / "hier")
     pe = hier[f"block_{PE_MODULE}_gates"]
     assert 2 * pe <= hier["gates"] <= 2 * pe + 100, hier
