@@ -20,7 +20,8 @@ import numpy as np
 
 from specmx.models.mamba_ops import FLOAT_OPS
 
-__all__ = ["MambaConfig", "MambaLM", "MambaState", "PRESETS", "get_preset"]
+__all__ = ["MambaConfig", "MambaLM", "MambaState", "PRESETS", "PRETRAINED", "get_preset", "pretrained_dir",
+           "read_config_json", "read_safetensors"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,18 @@ PRESETS = {
     "small": MambaConfig(vocab_size=1024, hidden_size=128, state_size=16, num_hidden_layers=4),
     "130m-2l": MambaConfig(hidden_size=768, num_hidden_layers=2),
 }
+
+
+# Trained byte-level models shipped with specmx (models/pretrained/<name>: config.json,
+# model.safetensors, README.md model card); `pretrained_dir` finds them in the installed package.
+PRETRAINED = ("py-mamba1", "py-mamba1-draft")
+
+
+def pretrained_dir(name):
+    from importlib import resources
+    if name not in PRETRAINED:
+        raise ValueError(f"model: unknown pretrained model {name!r}; allowed: {', '.join(PRETRAINED)}")
+    return Path(str(resources.files("specmx.models") / "pretrained" / name))
 
 
 def get_preset(name):

@@ -107,7 +107,9 @@ BAD = [
     (["gemm", "synth", "--rows", "17"], "rows: must be 1..16, got 17"),
     (["gemm", "synth", "--device", "12k"], "argument --device: invalid choice: '12k'"),
     # mamba generate: names, numbers, saved models that are damaged
-    (["mamba", "generate", "--model", "nosuch"], "model: unknown preset 'nosuch' and no such directory"),
+    (["mamba", "generate", "--model", "nosuch"], "model: unknown model 'nosuch' and no such directory"),
+    (["mamba", "generate", "--model", "tiny", "--prompt-text", "def f("], "prompt-text: needs a byte-level model"),
+    (["mamba", "generate", "--model", "py-mamba1", "--prompt-text", ""], "prompt-text: must not be empty"),
     (["mamba", "generate", "--prompt", "1,a"], "prompt: expected comma-separated token ids, got '1,a'"),
     (["mamba", "generate", "--prompt", "99999"], "prompt: token ids must be in 0..511"),
     (["mamba", "generate", "--tree", "3,0"], "tree: every width must be an integer >= 1"),
