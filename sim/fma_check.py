@@ -1,5 +1,6 @@
 """Host side of the FMA regression: make vectors, compute the golden results, simulate, report."""
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -7,10 +8,18 @@ import numpy as np
 
 from specmx.models.config import FMAConfig
 from specmx.models.fma import fma
-from specmx.sim.runner import build_root, run_cocotb
+from specmx.sim.runner import build_root, run_cocotb, to_verilog
 from specmx.sim.vectors import fma_vectors
 
 __all__ = ["check_fma"]
+
+
+@functools.lru_cache(maxsize=16)
+def _fma_rtl(cfg: FMAConfig, stages):
+    """The FMA component and its Verilog, converted once per configuration in a process."""
+    from specmx.hdl.fma import FMA   # keep Amaranth out of import time for model-only users
+    rtl = FMA(cfg, stages)
+    return rtl, to_verilog(rtl, "fma")
 
 
 def check_fma(cfg: FMAConfig, vectors=20000, stages=2, simulator="verilator", seed=0,
@@ -21,8 +30,6 @@ def check_fma(cfg: FMAConfig, vectors=20000, stages=2, simulator="verilator", se
     that proves the comparison can fail. Returns the testbench report (dict) plus `passed`,
     `log_dir` and `waves` (the waveform file when recorded, else None).
     """
-    from specmx.hdl.fma import FMA   # keep Amaranth out of import time for model-only users
-
     a, b, c = fma_vectors(cfg, vectors, seed)
     expected = fma(a, b, c, cfg)
     if corrupt:
@@ -32,9 +39,11 @@ def check_fma(cfg: FMAConfig, vectors=20000, stages=2, simulator="verilator", se
     with tempfile.TemporaryDirectory(dir=build_root()) as tmp:
         path = Path(tmp) / "vectors.npz"
         np.savez(path, a=a, b=b, c=c, expected=expected)
-        result = run_cocotb(FMA(cfg, stages), "fma", "specmx.sim.tb_fma",
+        rtl, verilog = _fma_rtl(cfg, stages)
+        result = run_cocotb(rtl, "fma", "specmx.sim.tb_fma",
                             {"SPECMX_VECTORS": path, "SPECMX_STAGES": stages, "SPECMX_SEED": seed,
-                             "SPECMX_STALL": stall, "SPECMX_BUBBLE": bubble}, simulator, waves=waves)
+                             "SPECMX_STALL": stall, "SPECMX_BUBBLE": bubble}, simulator,
+                            verilog_text=verilog, waves=waves)
     report = {"vectors": 0, "results": 0, "mismatches": None, "first_mismatches": []}
     report.update(result.report)   # empty when the simulation died before reporting
     report.update(passed=result.passed, log_dir=str(result.log_dir),

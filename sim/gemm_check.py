@@ -1,5 +1,6 @@
 """Host side of the GEMM regression: random operands, golden result, simulation, cycle check."""
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from specmx.models.config import FMAConfig, GemmConfig
 from specmx.models.formats import encode
 from specmx.models.gemm import gemm
 from specmx.models.perf.gemm import gemm_cycles
-from specmx.sim.runner import build_root, run_cocotb
+from specmx.sim.runner import build_root, run_cocotb, to_verilog
 
 __all__ = ["check_gemm", "gemm_operands"]
 
@@ -26,6 +27,15 @@ def gemm_operands(cfg: FMAConfig, M, N, K, seed=0):
     return A, B, C0
 
 
+@functools.lru_cache(maxsize=8)
+def _engine_rtl(engine: GemmConfig):
+    """The RTL engine and its Verilog, converted once per configuration in a process (the
+    conversion takes seconds; a regression runs many GEMMs on one engine)."""
+    from specmx.hdl.gemm import GEMMEngine
+    rtl = GEMMEngine(engine)
+    return rtl, to_verilog(rtl, "gemm")
+
+
 def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpressure=0.0, idle=0.0,
                corrupt=0, waves=None, cycle_model=gemm_cycles):
     """Simulate one GEMM of `shape` (M, N, K) on the RTL engine of `engine`; compare every
@@ -38,8 +48,6 @@ def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpre
     Returns the testbench report plus `predicted_cycles`, `cycles_match`, `ok` (bits and
     cycles both right), `passed` (the simulation's own verdict), `log_dir` and `waves`.
     """
-    from specmx.hdl.gemm import GEMMEngine
-
     M, N, K = shape
     for label, v, cap in zip("MNK", shape, engine.buffers):
         if v > cap:
@@ -49,7 +57,7 @@ def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpre
     if corrupt:
         idx = np.random.default_rng(seed + 1).choice(expected.size, corrupt, replace=False)
         expected.ravel()[idx] ^= 1
-    rtl = GEMMEngine(engine)
+    rtl, verilog = _engine_rtl(engine)
     widths = [max(1, v.bit_length()) for v in engine.buffers[:2]]
     build_root().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=build_root()) as tmp:
@@ -58,7 +66,8 @@ def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpre
         result = run_cocotb(rtl, "gemm", "specmx.sim.tb_gemm",
                             {"SPECMX_VECTORS": path, "SPECMX_SEED": seed, "SPECMX_IDLE": idle,
                              "SPECMX_BACKPRESSURE": backpressure,
-                             "SPECMX_CMD_WIDTHS": ",".join(map(str, widths))}, simulator, waves=waves)
+                             "SPECMX_CMD_WIDTHS": ",".join(map(str, widths))}, simulator,
+                            verilog_text=verilog, waves=waves)
     report = {"mismatches": None, "cycles": None, "backpressure_cycles": 0, "first_mismatches": [],
               "source_gaps": {"a": 0, "b": 0, "c0": 0}}
     report.update(result.report)

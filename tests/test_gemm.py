@@ -124,14 +124,14 @@ def test_rtl_gemm_negative_controls():
     """A corrupted expected word fails the bit check; a cycle model that is off by one cycle
     fails the cycle check, on the same simulation that passes with the real model."""
     engine = _engine(RTL_CASES[0])
-    report = check_gemm(engine, (7, 13, 29), corrupt=2)
+    report = check_gemm(engine, (5, 7, 6), corrupt=2)
     assert report["mismatches"] == 2 and not report["passed"] and not report["ok"]
 
     def off_by_one(*args, **kwargs):
         real = gemm_cycles(*args, **kwargs)
         return type(real)(**{**real.as_dict(), "total_cycles": real.total_cycles + 1})
 
-    good = check_gemm(engine, (7, 13, 29), backpressure=0.25, idle=0.2)
-    bad = check_gemm(engine, (7, 13, 29), backpressure=0.25, idle=0.2, cycle_model=off_by_one)
+    good = check_gemm(engine, (5, 7, 6), backpressure=0.25, idle=0.2)
+    bad = check_gemm(engine, (5, 7, 6), backpressure=0.25, idle=0.2, cycle_model=off_by_one)
     assert good["ok"] and good["cycles_match"]
     assert bad["mismatches"] == 0 and bad["passed"] and not bad["cycles_match"] and not bad["ok"]

@@ -44,11 +44,16 @@ def test_non_editable_install_runs_from_an_empty_directory(tmp_path):
     proc = subprocess.run([specmx, "fma", "check", "--vectors", "300", "--stages", "1"],
                           capture_output=True, text=True, cwd=work, env=env)
     assert proc.returncode == 0 and proc.stdout.startswith("300 vectors, 0 mismatches"), proc.stdout + proc.stderr
-    proc = subprocess.run([specmx, "gemm", "check", "--rows", "2", "--cols", "2", "--shape", "3,4,5"],
-                          capture_output=True, text=True, cwd=work, env=env)
-    assert proc.returncode == 0 and "0 mismatches" in proc.stdout, proc.stdout + proc.stderr
     assert sorted(p.name for p in work.iterdir()) == ["build"]                  # ./build, nothing else
-    assert any(p.name.startswith("gemm-verilator-") for p in (work / "build" / "sim").iterdir())
+    assert any(p.name.startswith("fma-verilator-") for p in (work / "build" / "sim").iterdir())
+    # $SPECMX_BUILD moves the builds (here to a shared cache, so this engine compiles once per run)
+    shared = Path(os.environ.get("SPECMX_BUILD", ROOT / "build"))
+    proc = subprocess.run([specmx, "gemm", "check", "--rows", "2", "--cols", "3", "--shape", "3,4,5",
+                           "--buffers", "32,32,32"], capture_output=True, text=True, cwd=work,
+                          env={**env, "SPECMX_BUILD": str(shared)})
+    assert proc.returncode == 0 and "0 mismatches" in proc.stdout, proc.stdout + proc.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["build"]
+    assert not any(p.name.startswith("gemm-") for p in (work / "build" / "sim").iterdir())
 
     # SCALE-Sim: the default interpreter is beside the venv (none here), the variable overrides it.
     proc = subprocess.run([specmx, "gemm", "perf", "--compare", "scalesim", "--shape", "16,16,16"],
