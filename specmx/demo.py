@@ -52,25 +52,30 @@ def chained_dot_error(cfg, length=256, count=2000, seed=0):
     return float(np.median(rel)), float(np.percentile(rel, 99))
 
 
-def run_demo():
+def _fma_row(cfg):
+    """Accuracy, RTL check and synthesis of one FMA configuration (one worker process each)."""
     from specmx.hdl.fma import FMA
     from specmx.sim.fma_check import check_fma
     from specmx.synth import synthesize
+    t0 = time.perf_counter()
+    med, p99 = chained_dot_error(cfg)
+    sim = check_fma(cfg, vectors=5000, stages=2, stall=0.05)
+    area = synthesize(FMA(cfg, 0), "fma", fmax=True)
+    row = {"config": cfg.name, "dot256_rel_err_median": med, "dot256_rel_err_p99": p99,
+           "rtl_vectors": sim["vectors"], "rtl_mismatches": sim["mismatches"], **area}
+    print(f"[fma] {cfg.name}: dot-256 error median {med:.2e} p99 {p99:.2e}; "
+          f"RTL {sim['vectors']} vectors, {sim['mismatches']} mismatches; "
+          f"{area['gates']} gates, {area['fmax_mhz']} MHz ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return row
+
+
+def run_demo(jobs=2):
+    from concurrent.futures import ProcessPoolExecutor
     OUT.mkdir(parents=True, exist_ok=True)
-    rows = []
-    print(f"specmx demo: {len(CONFIGS)} FMA configurations (accuracy, RTL check, synthesis)")
-    for i, cfg in enumerate(CONFIGS, 1):
-        t0 = time.perf_counter()
-        med, p99 = chained_dot_error(cfg)
-        sim = check_fma(cfg, vectors=5000, stages=2, stall=0.05)
-        area = synthesize(FMA(cfg, 0), "fma", fmax=True)
-        row = {"config": cfg.name, "dot256_rel_err_median": med, "dot256_rel_err_p99": p99,
-               "rtl_vectors": sim["vectors"], "rtl_mismatches": sim["mismatches"], **area}
-        rows.append(row)
-        print(f"[{i}/{len(CONFIGS)}] {cfg.name}: dot-256 error median {med:.2e} p99 {p99:.2e}; "
-              f"RTL {sim['vectors']} vectors, {sim['mismatches']} mismatches; "
-              f"{area['gates']} gates, {area['fmax_mhz']} MHz ({time.perf_counter() - t0:.0f} s)",
-              flush=True)
+    print(f"specmx demo: {len(CONFIGS)} FMA configurations (accuracy, RTL check, synthesis), "
+          f"{jobs} at a time", flush=True)
+    with ProcessPoolExecutor(jobs) as pool:
+        rows = list(pool.map(_fma_row, CONFIGS))
     base = {r["config"].split(":")[0]: r for r, c in zip(rows, CONFIGS) if c.exact}
     lines = ["| config | dot-256 rel. err (median) | p99 | RTL mismatches | gates | vs exact | Fmax MHz |",
              "|---|---|---|---|---|---|---|"]
