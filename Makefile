@@ -36,6 +36,7 @@ regress: $(STAMP)
 bench: $(STAMP)
 	$(RUN) $(BIN)/python bench/run.py
 	$(RUN) $(BIN)/python bench/mamba.py
+	$(RUN) $(BIN)/python bench/acceptance.py
 	$(RUN) $(BIN)/python bench/array_area.py --jobs $(JOBS)
 
 clean:

@@ -55,7 +55,7 @@ def TreeShape(text_or_seq):
         widths = tuple(text_or_seq)
     if not widths or any((not isinstance(w, (int, np.integer))) or w < 1 for w in widths):
         raise ValueError(f"tree: every width must be an integer >= 1, got {widths!r}")
-    if int(np.prod(np.cumprod(widths))) > 4096:
+    if int(np.sum(np.cumprod(widths))) > 4096:
         raise ValueError(f"tree: {widths!r} has too many nodes (at most 4096)")
     return widths
 

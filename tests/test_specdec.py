@@ -101,10 +101,19 @@ def test_node_budget_tree_and_per_verification_records(target):
         speculative_generate(target, draft, [1], 4, "budget=4", sample=True)
 
 
-@pytest.mark.parametrize("bad", ["0,2", "3,-1", "", "a,b", "budget=0", "budget=x"])
+@pytest.mark.parametrize("bad", ["0,2", "3,-1", "", "a,b", "budget=0", "budget=x", "16,16,16,2"])
 def test_tree_shape_errors(bad):
     with pytest.raises(ValueError, match="tree: "):
         TreeShape(bad)
+
+
+def test_tree_size_limit_counts_nodes():
+    """The limit is on nodes (the sum over depths of the widths' running product): 4,2,2,1 has
+    4 + 8 + 16 + 16 = 44 nodes; 16,16,16 has 4368 > 4096; 16,16,15 has 4112; 16,16,14 3856."""
+    assert TreeShape("4,2,2,1") == (4, 2, 2, 1)
+    assert TreeShape("16,16,14") == (16, 16, 14)
+    with pytest.raises(ValueError, match="too many nodes"):
+        TreeShape("16,16,15")
 
 
 def test_cli_json_matches_greedy():
