@@ -10,7 +10,7 @@ Limits that only a simulator, a buffer or a synthesis run imposes are checked by
 needs them, not here: a 128x128 array is a valid spec for the cycle model.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Optional
 
 from specmx.models.formats import FloatFormat, get_format

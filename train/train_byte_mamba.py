@@ -20,7 +20,6 @@ config.json, plus `train_log.json` (loss curve, steps, tokens seen, held-out bit
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 

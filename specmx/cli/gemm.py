@@ -9,7 +9,7 @@ from specmx.cli.common import (UsageError, add_fma_options, add_sim_options, add
                                check_simulator, design, fma_from_args, int_list, print_table,
                                report_simulation, save_result, triple)
 from specmx.cli.fma import add_synth_output_options
-from specmx.models.config import DATAFLOWS, PerfConfig
+from specmx.models.config import DATAFLOWS
 from specmx.spec import SpecError, with_fields
 
 __all__ = ["register", "cmd_check", "cmd_perf", "cmd_sweep", "cmd_synth", "engine_from_args"]
@@ -110,8 +110,8 @@ def _perf_scalesim_files(args, spec):
     if arch["dataflow"] not in DATAFLOWS:
         raise UsageError(f"scalesim-config: Dataflow {arch['dataflow']!r} has no specmx engine; "
                          f"allowed: {', '.join(DATAFLOWS)}")
-    args.rows, args.cols, args.dataflow = arch["rows"], arch["cols"], arch["dataflow"]
-    engine = engine_from_args(args, spec)
+    engine = with_fields(engine_from_args(args, spec), rows=arch["rows"], cols=arch["cols"],
+                         dataflow=arch["dataflow"])          # the .cfg describes the array
     bandwidth = None if arch["words_per_cycle"] is None else arch["words_per_cycle"] * engine.in_bytes
     perf = with_fields(perf_from_args(args, spec), bandwidth=bandwidth)
     rows = []
