@@ -309,7 +309,8 @@ class MambaLM:
         """Prefill: logits [T, vocab] (float32) for a token sequence, optionally continuing
         from `state` and returning the state after the last token. Linear layers run over the
         whole sequence; conv and scan steps run token by token with the same `conv_step` and
-        `ssm_step` as decoding, so prefill and decode agree bit for bit."""
+        `ssm_step` as decoding (the two differ only in how batched and single-row matrix
+        products round)."""
         tokens = self.check_tokens(tokens)
         ops = self.ops
         state = state if state is not None else self.initial_state()

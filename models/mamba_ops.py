@@ -8,7 +8,8 @@ with the same methods.
 
 import numpy as np
 
-__all__ = ["silu", "softplus", "rmsnorm", "linear", "conv_step", "ssm_step", "FloatOps", "FLOAT_OPS"]
+__all__ = ["silu", "softplus", "rmsnorm", "linear", "conv_step", "ssm_step", "ssm2_step", "gated_rmsnorm",
+           "FloatOps", "FLOAT_OPS"]
 
 
 def silu(x):
@@ -47,6 +48,27 @@ def ssm_step(A, h, dt, u, B, C, D):
     return h_new @ C + u * D, h_new
 
 
+def ssm2_step(A, h, dt, x, B, C, D):
+    """One token of the Mamba-2 scan (scalar A per head, B and C shared by a group of heads):
+    h' = exp(dt*A) h + dt x B; y = h' C + D x.
+
+    A, dt, D [H]; h [H, P, N]; x [H, P]; B, C [G, N] with H a multiple of G (head i reads group
+    i // (H/G)). Returns (y [H, P], h' [H, P, N])."""
+    rep = A.shape[0] // B.shape[0]
+    Bh, Ch = np.repeat(B, rep, axis=0), np.repeat(C, rep, axis=0)            # [H, N]
+    h_new = np.exp(dt * A)[:, None, None] * h + (dt[:, None] * x)[:, :, None] * Bh[:, None, :]
+    return np.einsum("hpn,hn->hp", h_new, Ch) + D[:, None] * x, h_new
+
+
+def gated_rmsnorm(y, z, weight, groups, eps):
+    """Mamba-2's gated RMSNorm (HF MambaRMSNormGated, norm after the gate): y * silu(z), then
+    RMS-normalized within each of `groups` equal slices of the last axis, times weight."""
+    g = y * silu(z)
+    parts = g.reshape(*g.shape[:-1], groups, -1)
+    parts = parts / np.sqrt(np.mean(parts * parts, axis=-1, keepdims=True) + eps)
+    return parts.reshape(g.shape) * weight
+
+
 class FloatOps:
     """The reference arithmetic: float32 numpy (the functions above)."""
 
@@ -56,6 +78,8 @@ class FloatOps:
     linear = staticmethod(linear)
     conv_step = staticmethod(conv_step)
     ssm_step = staticmethod(ssm_step)
+    ssm2_step = staticmethod(ssm2_step)
+    gated_rmsnorm = staticmethod(gated_rmsnorm)
 
 
 FLOAT_OPS = FloatOps()

@@ -10,18 +10,23 @@ __all__ = ["register", "cmd_generate", "load_model"]
 
 
 def load_model(spec, field):
-    """A trained model's name, a preset name (random weights, seed 0) or a saved model directory."""
-    from specmx.models.mamba import PRESETS, PRETRAINED, MambaLM, get_preset, pretrained_dir
+    """A trained model's name, a preset name (random weights, seed 0; Mamba-1 or Mamba-2) or a
+    saved model directory (the family comes from config.json's model_type)."""
+    from specmx.models import mamba2
+    from specmx.models.mamba import PRESETS, PRETRAINED, MambaLM, get_preset, pretrained_dir, read_config_json
     if spec in PRESETS:
         return MambaLM.random(get_preset(spec), seed=0)
+    if spec in mamba2.PRESETS:
+        return mamba2.Mamba2LM.random(mamba2.get_preset(spec), seed=0)
     if spec in PRETRAINED:
         spec = pretrained_dir(spec)
     elif not Path(spec).exists():
         raise UsageError(f"{field}: unknown model {spec!r} and no such directory; allowed: "
-                         f"{', '.join(PRETRAINED + tuple(PRESETS))}")
+                         f"{', '.join(PRETRAINED + tuple(PRESETS) + tuple(mamba2.PRESETS))}")
     try:
-        return MambaLM.from_pretrained(spec)
-    except ValueError as exc:
+        family = read_config_json(spec).get("model_type", "mamba") if Path(spec).is_dir() else "mamba"
+        return (mamba2.Mamba2LM if family == "mamba2" else MambaLM).from_pretrained(spec)
+    except (ValueError, AttributeError) as exc:
         raise UsageError(f"{field}: {exc}") from None
 
 
@@ -54,7 +59,10 @@ def cmd_generate(args):
     if args.draft is None:
         tokens, stats = target.greedy(prompt, args.tokens), {"mode": "greedy (no draft)"}
     else:
-        from specmx.models.mamba import PRETRAINED
+        from specmx.models.mamba import PRETRAINED, MambaLM
+        if not isinstance(target, MambaLM):
+            raise UsageError("draft: speculative decoding runs on Mamba-1 targets so far; Mamba-2 "
+                             "decodes greedily (leave out --draft)")
         if Path(args.draft).exists() or args.draft in PRETRAINED:
             draft = load_model(args.draft, "draft")
         else:

@@ -1,0 +1,311 @@
+"""Mamba-2 language model in plain numpy (HuggingFace `Mamba2ForCausalLM` naming and numerics).
+
+Per layer: RMSNorm -> in_proj -> (z [d_inner], xBC [d_inner + 2 G N], dt [H]); xBC -> causal
+depthwise conv1d (kernel 4) + SiLU -> (x [H, P], B [G, N], C [G, N]); dt = softplus(dt + dt_bias)
+(HF's one-token step: no clamp; its prefill clamps to `time_step_limit`, (0, inf) by default);
+per head h' = exp(dt A) h + dt x B, y = C.h' + D x, with A = -exp(A_log) one scalar per head and
+B, C shared by the H/G heads of a group; gated RMSNorm(y, z) in G groups; out_proj; residual.
+Embedding, final RMSNorm and the LM head (tied to the embedding unless config says otherwise)
+as in Mamba-1. Every operation goes through `ops` (models/mamba_ops.py); prefill runs the conv
+and scan token by token with the decode functions (prefill and decode then differ only in how
+batched and single-row matrix products round).
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from specmx.models.mamba import MambaState, read_config_json, read_safetensors
+from specmx.models.mamba_ops import FLOAT_OPS
+
+__all__ = ["Mamba2Config", "Mamba2LM", "PRESETS", "get_preset"]
+
+
+@dataclass(frozen=True)
+class Mamba2Config:
+    """Model dimensions (HuggingFace Mamba2Config field names)."""
+
+    vocab_size: int = 50288
+    hidden_size: int = 768
+    state_size: int = 128
+    num_hidden_layers: int = 24
+    expand: int = 2
+    head_dim: int = 64
+    n_groups: int = 1
+    conv_kernel: int = 4
+    layer_norm_epsilon: float = 1e-5
+    use_conv_bias: bool = True
+    use_bias: bool = False
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "state_size", "num_hidden_layers", "expand", "head_dim",
+                     "n_groups", "conv_kernel"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        if self.intermediate_size % self.head_dim:
+            raise ValueError(f"head_dim: must divide expand * hidden_size = {self.intermediate_size}, "
+                             f"got {self.head_dim}")
+        if self.num_heads % self.n_groups:
+            raise ValueError(f"n_groups: must divide the number of heads {self.num_heads}, got {self.n_groups}")
+
+    @property
+    def intermediate_size(self):
+        return self.expand * self.hidden_size
+
+    @property
+    def num_heads(self):
+        return self.intermediate_size // self.head_dim
+
+    @property
+    def conv_dim(self):
+        return self.intermediate_size + 2 * self.n_groups * self.state_size
+
+    def hf_config(self):
+        """config.json contents in transformers' Mamba2Config format."""
+        return {"model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"],
+                "vocab_size": self.vocab_size, "hidden_size": self.hidden_size, "state_size": self.state_size,
+                "num_hidden_layers": self.num_hidden_layers, "expand": self.expand, "head_dim": self.head_dim,
+                "num_heads": self.num_heads, "n_groups": self.n_groups, "conv_kernel": self.conv_kernel,
+                "layer_norm_epsilon": self.layer_norm_epsilon, "use_conv_bias": self.use_conv_bias,
+                "use_bias": self.use_bias, "tie_word_embeddings": self.tie_word_embeddings,
+                "residual_in_fp32": True, "hidden_act": "silu", "time_step_limit": [0.0, float("inf")],
+                "chunk_size": 256, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}
+
+    @classmethod
+    def from_hf(cls, cfg):
+        """From a transformers config.json mapping. Raises ValueError naming the key."""
+        if not isinstance(cfg, dict):
+            raise ValueError(f"config.json: expected a JSON object, got {type(cfg).__name__}")
+        missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers") if k not in cfg]
+        if missing:
+            raise ValueError(f"config.json: missing key {missing[0]!r}")
+        limit = cfg.get("time_step_limit", [0.0, float("inf")])
+        if list(limit) != [0.0, float("inf")]:
+            raise ValueError(f"config.json: time_step_limit: only (0, inf) is modelled, got {limit!r}")
+        keys = ("vocab_size", "hidden_size", "state_size", "num_hidden_layers", "expand", "head_dim",
+                "n_groups", "conv_kernel", "layer_norm_epsilon", "use_conv_bias", "use_bias", "tie_word_embeddings")
+        try:
+            cfg_obj = cls(**{k: cfg[k] for k in keys if k in cfg})
+        except ValueError as exc:
+            raise ValueError(f"config.json: {exc}") from None
+        if "num_heads" in cfg and cfg["num_heads"] != cfg_obj.num_heads:
+            raise ValueError(f"config.json: num_heads: must equal expand * hidden_size / head_dim = "
+                             f"{cfg_obj.num_heads}, got {cfg['num_heads']!r}")
+        return cfg_obj
+
+
+# Published dimensions (state-spaces/mamba2-*: d_model, n_layer, d_state 128, head_dim 64,
+# expand 2, one group) and micro sizes for tests (several groups).
+PRESETS = {
+    "mamba2-130m": Mamba2Config(hidden_size=768, num_hidden_layers=24),
+    "mamba2-2.7b": Mamba2Config(hidden_size=2560, num_hidden_layers=64),
+    "mamba2-130m-2l": Mamba2Config(hidden_size=768, num_hidden_layers=2),
+    "mamba2-micro": Mamba2Config(vocab_size=16, hidden_size=32, state_size=8, num_hidden_layers=2, head_dim=8,
+                                 n_groups=2),
+    "mamba2-tiny": Mamba2Config(vocab_size=512, hidden_size=48, state_size=16, num_hidden_layers=2, head_dim=16,
+                                n_groups=3),
+}
+
+
+def get_preset(name):
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"model: unknown preset {name!r}; allowed: {', '.join(PRESETS)}") from None
+
+
+def _expected_shapes(cfg: Mamba2Config):
+    d, di, H, k = cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.conv_kernel
+    shapes = {"backbone.embeddings.weight": (cfg.vocab_size, d), "backbone.norm_f.weight": (d,)}
+    if not cfg.tie_word_embeddings:
+        shapes["lm_head.weight"] = (cfg.vocab_size, d)
+    for i in range(cfg.num_hidden_layers):
+        p = f"backbone.layers.{i}."
+        shapes.update({
+            p + "norm.weight": (d,),
+            p + "mixer.in_proj.weight": (di + cfg.conv_dim + H, d),
+            p + "mixer.conv1d.weight": (cfg.conv_dim, 1, k),
+            p + "mixer.dt_bias": (H,),
+            p + "mixer.A_log": (H,),
+            p + "mixer.D": (H,),
+            p + "mixer.norm.weight": (di,),
+            p + "mixer.out_proj.weight": (d, di),
+        })
+        if cfg.use_conv_bias:
+            shapes[p + "mixer.conv1d.bias"] = (cfg.conv_dim,)
+        if cfg.use_bias:
+            shapes[p + "mixer.in_proj.bias"] = (di + cfg.conv_dim + H,)
+            shapes[p + "mixer.out_proj.bias"] = (d,)
+    return shapes
+
+
+class Mamba2LM:
+    """Mamba-2 language model with numpy float32 weights (a dict in HuggingFace naming)."""
+
+    def __init__(self, cfg: Mamba2Config, weights: dict, ops=FLOAT_OPS):
+        self.cfg, self.ops = cfg, ops
+        shapes = _expected_shapes(cfg)
+        for name, shape in shapes.items():
+            if name not in weights:
+                raise ValueError(f"weights: missing tensor {name!r} (expected shape {shape})")
+            if tuple(weights[name].shape) != shape:
+                raise ValueError(f"weights: tensor {name!r} has shape {tuple(weights[name].shape)}, expected {shape}")
+        self.w = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in shapes}
+        self.layers = [self._layer(i) for i in range(cfg.num_hidden_layers)]
+        head = self.w["backbone.embeddings.weight"] if cfg.tie_word_embeddings else self.w["lm_head.weight"]
+        self.lm_head = head.T.copy()
+
+    def _layer(self, i):
+        p, w, cfg = f"backbone.layers.{i}.", self.w, self.cfg
+        zeros = lambda n: np.zeros(n, np.float32)
+        return {
+            "norm": w[p + "norm.weight"],
+            "in_proj": w[p + "mixer.in_proj.weight"].T.copy(),
+            "in_bias": w.get(p + "mixer.in_proj.bias", zeros(cfg.intermediate_size + cfg.conv_dim + cfg.num_heads)),
+            "conv_w": w[p + "mixer.conv1d.weight"][:, 0, :],
+            "conv_b": w.get(p + "mixer.conv1d.bias", zeros(cfg.conv_dim)),
+            "dt_bias": w[p + "mixer.dt_bias"],
+            "A": -np.exp(w[p + "mixer.A_log"]),
+            "D": w[p + "mixer.D"],
+            "gate_norm": w[p + "mixer.norm.weight"],
+            "out_proj": w[p + "mixer.out_proj.weight"].T.copy(),
+            "out_bias": w.get(p + "mixer.out_proj.bias", zeros(cfg.hidden_size)),
+        }
+
+    # --- construction and files -------------------------------------------------------------
+    @classmethod
+    def random(cls, cfg: Mamba2Config, seed=0):
+        """Deterministic random weights with the reference's initialisation shapes and scales."""
+        rng = np.random.default_rng(seed)
+        w = {}
+        for name, shape in _expected_shapes(cfg).items():
+            if name.endswith("norm.weight") or name.endswith("norm_f.weight"):
+                w[name] = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+            elif name.endswith("A_log"):
+                w[name] = np.log(rng.uniform(1, 16, shape)).astype(np.float32)
+            elif name.endswith("mixer.D"):
+                w[name] = np.ones(shape, np.float32)
+            elif name.endswith("dt_bias"):
+                dt = np.exp(rng.uniform(math.log(1e-3), math.log(1e-1), shape))
+                w[name] = (dt + np.log(-np.expm1(-dt))).astype(np.float32)   # inverse softplus
+            elif name.endswith("embeddings.weight") or name == "lm_head.weight":
+                w[name] = (0.02 * rng.standard_normal(shape)).astype(np.float32)
+            elif name.endswith("bias"):
+                w[name] = (0.1 * rng.standard_normal(shape)).astype(np.float32)
+            else:
+                fan_in = int(np.prod(shape[1:]))
+                w[name] = (rng.standard_normal(shape) / math.sqrt(fan_in)).astype(np.float32)
+        return cls(cfg, w)
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        """Read a directory written by transformers' save_pretrained (config.json +
+        model.safetensors). Raises ValueError (one line naming the file and what is wrong)."""
+        cfg = Mamba2Config.from_hf(read_config_json(directory))
+        weights = read_safetensors(directory)
+        if cfg.tie_word_embeddings:
+            weights.pop("lm_head.weight", None)
+        return cls(cfg, weights)
+
+    def save_pretrained(self, directory):
+        from safetensors.numpy import save_file
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text(json.dumps(self.cfg.hf_config(), indent=2))
+        save_file(dict(self.w), str(d / "model.safetensors"), metadata={"format": "pt"})
+
+    # --- numerics -----------------------------------------------------------------------------
+    def check_tokens(self, tokens):
+        t = np.asarray(tokens)
+        if t.ndim != 1 or t.dtype.kind not in "iu":
+            raise ValueError("tokens: expected a 1-D sequence of integer token ids")
+        if t.size and (t.min() < 0 or t.max() >= self.cfg.vocab_size):
+            raise ValueError(f"tokens: ids must be in 0..{self.cfg.vocab_size - 1}, got {int(t.min())}..{int(t.max())}")
+        return t.astype(np.int64)
+
+    def embed(self, tokens):
+        return self.w["backbone.embeddings.weight"][tokens]
+
+    def logits(self, x):
+        h = self.ops.rmsnorm(x, self.w["backbone.norm_f.weight"], self.cfg.layer_norm_epsilon)
+        return self.ops.linear(h, self.lm_head).astype(np.float32, copy=False)
+
+    def in_proj(self, L, x):
+        """RMSNorm and in_proj for rows of x: (z [.., d_inner], xBC [.., conv_dim], dt [.., H])."""
+        cfg, ops = self.cfg, self.ops
+        zxbcdt = ops.linear(ops.rmsnorm(x, L["norm"], cfg.layer_norm_epsilon), L["in_proj"]) + L["in_bias"]
+        di, cd = cfg.intermediate_size, cfg.conv_dim
+        return zxbcdt[..., :di], zxbcdt[..., di:di + cd], zxbcdt[..., di + cd:]
+
+    def scan_step(self, L, xbc, dt_raw, h):
+        """The SSM step of one token from its conv output: (y [d_inner], h')."""
+        cfg = self.cfg
+        di, GN, H, P = cfg.intermediate_size, cfg.n_groups * cfg.state_size, cfg.num_heads, cfg.head_dim
+        x = xbc[:di].reshape(H, P)
+        B = xbc[di:di + GN].reshape(cfg.n_groups, cfg.state_size)
+        C = xbc[di + GN:].reshape(cfg.n_groups, cfg.state_size)
+        dt = self.ops.softplus(dt_raw + L["dt_bias"])
+        y, h_new = self.ops.ssm2_step(L["A"], h, dt, x, B, C, L["D"])
+        return y.reshape(di), h_new
+
+    def out_proj(self, L, y, z):
+        cfg = self.cfg
+        g = self.ops.gated_rmsnorm(y, z, L["gate_norm"], cfg.n_groups, cfg.layer_norm_epsilon)
+        return self.ops.linear(g, L["out_proj"]) + L["out_bias"]
+
+    def initial_state(self):
+        cfg = self.cfg
+        return MambaState([np.zeros((cfg.conv_dim, cfg.conv_kernel - 1), np.float32)
+                           for _ in range(cfg.num_hidden_layers)],
+                          [np.zeros((cfg.num_heads, cfg.head_dim, cfg.state_size), np.float32)
+                           for _ in range(cfg.num_hidden_layers)])
+
+    def forward(self, tokens, state=None, return_state=False):
+        """Prefill: logits [T, vocab] (float32), optionally from `state` and returning the state
+        after the last token. Linear layers over the sequence, conv and scan token by token."""
+        tokens = self.check_tokens(tokens)
+        ops = self.ops
+        state = state if state is not None else self.initial_state()
+        x = self.embed(tokens)
+        new_state = MambaState()
+        for li, L in enumerate(self.layers):
+            z, xbc, dt = self.in_proj(L, x)
+            conv, h, y = state.conv[li], state.ssm[li], np.empty_like(z)
+            for t in range(len(tokens)):
+                act, conv = ops.conv_step(conv, xbc[t], L["conv_w"], L["conv_b"])
+                y[t], h = self.scan_step(L, act, dt[t], h)
+            x = x + self.out_proj(L, y, z)
+            new_state.conv.append(conv.copy())
+            new_state.ssm.append(h)
+        logits = self.logits(x)
+        return (logits, new_state) if return_state else logits
+
+    def step(self, token, state: MambaState):
+        """Decode one token: returns (logits [vocab], new state). `state` is not modified."""
+        tok = self.check_tokens(np.array([token]))[0]
+        x = self.embed(tok)
+        new = MambaState()
+        for li, L in enumerate(self.layers):
+            z, xbc, dt = self.in_proj(L, x)
+            act, conv = self.ops.conv_step(state.conv[li], xbc, L["conv_w"], L["conv_b"])
+            y, h = self.scan_step(L, act, dt, state.ssm[li])
+            x = x + self.out_proj(L, y, z)
+            new.conv.append(conv)
+            new.ssm.append(h)
+        return self.logits(x), new
+
+    def greedy(self, prompt, n_tokens):
+        """Plain greedy decoding: prefill the prompt, then n_tokens steps."""
+        logits, state = self.forward(np.asarray(prompt), self.initial_state(), return_state=True)
+        out = []
+        tok = int(np.argmax(logits[-1]))
+        for _ in range(n_tokens):
+            out.append(tok)
+            logits1, state = self.step(tok, state)
+            tok = int(np.argmax(logits1))
+        return out
