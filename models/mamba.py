@@ -20,7 +20,7 @@ import numpy as np
 
 from specmx.models.mamba_ops import FLOAT_OPS
 
-__all__ = ["MambaConfig", "MambaLM", "MambaState", "PRESETS", "PRETRAINED", "get_preset", "pretrained_dir",
+__all__ = ["MambaConfig", "MambaLM", "RecurrentLM", "MambaState", "PRESETS", "PRETRAINED", "get_preset", "pretrained_dir",
            "read_config_json", "read_safetensors"]
 
 
@@ -197,12 +197,15 @@ class MambaState:
         return sum(c.nbytes for c in self.conv) + sum(s.nbytes for s in self.ssm)
 
 
-class MambaLM:
-    """Mamba language model with numpy float32 weights (a dict in HuggingFace naming)."""
+class RecurrentLM:
+    """What every numpy language model of specmx shares, whatever its mixer: weights checked
+    against `_expected_shapes(cfg)` and held as float32, token checks, the embedding, files and
+    greedy decoding. A family supplies `_expected_shapes`, `_layer`, `forward`, `step` and
+    `initial_state`."""
 
-    def __init__(self, cfg: MambaConfig, weights: dict, ops=FLOAT_OPS):
+    def __init__(self, cfg, weights: dict, ops=FLOAT_OPS):
         self.cfg, self.ops = cfg, ops
-        shapes = _expected_shapes(cfg)
+        shapes = self._expected_shapes(cfg)
         for name, shape in shapes.items():
             if name not in weights:
                 raise ValueError(f"weights: missing tensor {name!r} (expected shape {shape})")
@@ -211,6 +214,43 @@ class MambaLM:
                                  f"expected {shape}")
         self.w = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in shapes}
         self.layers = [self._layer(i) for i in range(cfg.num_hidden_layers)]
+
+    def save_pretrained(self, directory):
+        from safetensors.numpy import save_file
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text(json.dumps(self.cfg.hf_config(), indent=2))
+        save_file(dict(self.w), str(d / "model.safetensors"), metadata={"format": "pt"})
+
+    def check_tokens(self, tokens):
+        """A 1-D int64 array of token ids in range; ValueError otherwise."""
+        t = np.asarray(tokens)
+        if t.ndim != 1 or t.dtype.kind not in "iu":
+            raise ValueError("tokens: expected a 1-D sequence of integer token ids")
+        if t.size and (t.min() < 0 or t.max() >= self.cfg.vocab_size):
+            raise ValueError(f"tokens: ids must be in 0..{self.cfg.vocab_size - 1}, "
+                             f"got {int(t.min())}..{int(t.max())}")
+        return t.astype(np.int64)
+
+    def embed(self, tokens):
+        return self.w["backbone.embeddings.weight"][tokens]
+
+    def greedy(self, prompt, n_tokens):
+        """Plain greedy decoding: prefill the prompt, then n_tokens steps."""
+        logits, state = self.forward(np.asarray(prompt), self.initial_state(), return_state=True)
+        out = []
+        tok = int(np.argmax(logits[-1]))
+        for _ in range(n_tokens):
+            out.append(tok)
+            logits1, state = self.step(tok, state)
+            tok = int(np.argmax(logits1))
+        return out
+
+
+class MambaLM(RecurrentLM):
+    """Mamba language model with numpy float32 weights (a dict in HuggingFace naming)."""
+
+    _expected_shapes = staticmethod(_expected_shapes)
 
     def _layer(self, i):
         p = f"backbone.layers.{i}."
@@ -261,27 +301,7 @@ class MambaLM:
         weights.pop("lm_head.weight", None)        # tied to the embedding
         return cls(cfg, weights)
 
-    def save_pretrained(self, directory):
-        from safetensors.numpy import save_file
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "config.json").write_text(json.dumps(self.cfg.hf_config(), indent=2))
-        save_file(dict(self.w), str(d / "model.safetensors"), metadata={"format": "pt"})
-
     # --- numerics (every operation through self.ops, see mamba_ops) ----------------------------
-    def check_tokens(self, tokens):
-        """A 1-D int64 array of token ids in range; ValueError otherwise."""
-        t = np.asarray(tokens)
-        if t.ndim != 1 or t.dtype.kind not in "iu":
-            raise ValueError("tokens: expected a 1-D sequence of integer token ids")
-        if t.size and (t.min() < 0 or t.max() >= self.cfg.vocab_size):
-            raise ValueError(f"tokens: ids must be in 0..{self.cfg.vocab_size - 1}, "
-                             f"got {int(t.min())}..{int(t.max())}")
-        return t.astype(np.int64)
-
-    def embed(self, tokens):
-        return self.w["backbone.embeddings.weight"][tokens]
-
     def logits(self, x):
         """Final norm and the tied LM head: [.., vocab] float32."""
         ops = self.ops
@@ -353,14 +373,3 @@ class MambaLM:
             new.conv.append(conv)
             new.ssm.append(h)
         return self.logits(x), new
-
-    def greedy(self, prompt, n_tokens):
-        """Plain greedy decoding: prefill the prompt, then n_tokens steps."""
-        logits, state = self.forward(np.asarray(prompt), self.initial_state(), return_state=True)
-        out = []
-        tok = int(np.argmax(logits[-1]))
-        for _ in range(n_tokens):
-            out.append(tok)
-            logits1, state = self.step(tok, state)
-            tok = int(np.argmax(logits1))
-        return out

@@ -11,14 +11,12 @@ and scan token by token with the decode functions (prefill and decode then diffe
 batched and single-row matrix products round).
 """
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from specmx.models.mamba import MambaState, read_config_json, read_safetensors
+from specmx.models.mamba import MambaState, RecurrentLM, read_config_json, read_safetensors
 from specmx.models.mamba_ops import FLOAT_OPS
 
 __all__ = ["Mamba2Config", "Mamba2LM", "PRESETS", "get_preset"]
@@ -144,19 +142,13 @@ def _expected_shapes(cfg: Mamba2Config):
     return shapes
 
 
-class Mamba2LM:
+class Mamba2LM(RecurrentLM):
     """Mamba-2 language model with numpy float32 weights (a dict in HuggingFace naming)."""
 
+    _expected_shapes = staticmethod(_expected_shapes)
+
     def __init__(self, cfg: Mamba2Config, weights: dict, ops=FLOAT_OPS):
-        self.cfg, self.ops = cfg, ops
-        shapes = _expected_shapes(cfg)
-        for name, shape in shapes.items():
-            if name not in weights:
-                raise ValueError(f"weights: missing tensor {name!r} (expected shape {shape})")
-            if tuple(weights[name].shape) != shape:
-                raise ValueError(f"weights: tensor {name!r} has shape {tuple(weights[name].shape)}, expected {shape}")
-        self.w = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in shapes}
-        self.layers = [self._layer(i) for i in range(cfg.num_hidden_layers)]
+        super().__init__(cfg, weights, ops)
         head = self.w["backbone.embeddings.weight"] if cfg.tie_word_embeddings else self.w["lm_head.weight"]
         self.lm_head = head.T.copy()
 
@@ -212,25 +204,7 @@ class Mamba2LM:
             weights.pop("lm_head.weight", None)
         return cls(cfg, weights)
 
-    def save_pretrained(self, directory):
-        from safetensors.numpy import save_file
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "config.json").write_text(json.dumps(self.cfg.hf_config(), indent=2))
-        save_file(dict(self.w), str(d / "model.safetensors"), metadata={"format": "pt"})
-
     # --- numerics -----------------------------------------------------------------------------
-    def check_tokens(self, tokens):
-        t = np.asarray(tokens)
-        if t.ndim != 1 or t.dtype.kind not in "iu":
-            raise ValueError("tokens: expected a 1-D sequence of integer token ids")
-        if t.size and (t.min() < 0 or t.max() >= self.cfg.vocab_size):
-            raise ValueError(f"tokens: ids must be in 0..{self.cfg.vocab_size - 1}, got {int(t.min())}..{int(t.max())}")
-        return t.astype(np.int64)
-
-    def embed(self, tokens):
-        return self.w["backbone.embeddings.weight"][tokens]
-
     def logits(self, x):
         h = self.ops.rmsnorm(x, self.w["backbone.norm_f.weight"], self.cfg.layer_norm_epsilon)
         return self.ops.linear(h, self.lm_head).astype(np.float32, copy=False)
@@ -298,14 +272,3 @@ class Mamba2LM:
             new.conv.append(conv)
             new.ssm.append(h)
         return self.logits(x), new
-
-    def greedy(self, prompt, n_tokens):
-        """Plain greedy decoding: prefill the prompt, then n_tokens steps."""
-        logits, state = self.forward(np.asarray(prompt), self.initial_state(), return_state=True)
-        out = []
-        tok = int(np.argmax(logits[-1]))
-        for _ in range(n_tokens):
-            out.append(tok)
-            logits1, state = self.step(tok, state)
-            tok = int(np.argmax(logits1))
-        return out
