@@ -200,8 +200,8 @@ class MambaState:
 class RecurrentLM:
     """What every numpy language model of specmx shares, whatever its mixer: weights checked
     against `_expected_shapes(cfg)` and held as float32, token checks, the embedding, files and
-    greedy decoding. A family supplies `_expected_shapes`, `_layer`, `forward`, `step` and
-    `initial_state`."""
+    greedy decoding. A family supplies `config_class`, `_expected_shapes`, `_layer`, `forward`,
+    `step` and `initial_state`."""
 
     def __init__(self, cfg, weights: dict, ops=FLOAT_OPS):
         self.cfg, self.ops = cfg, ops
@@ -214,6 +214,16 @@ class RecurrentLM:
                                  f"expected {shape}")
         self.w = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in shapes}
         self.layers = [self._layer(i) for i in range(cfg.num_hidden_layers)]
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        """Read a directory written by transformers' save_pretrained (config.json +
+        model.safetensors). Raises ValueError (one line naming the file and what is wrong)."""
+        cfg = cls.config_class.from_hf(read_config_json(directory))
+        weights = read_safetensors(directory)
+        if getattr(cfg, "tie_word_embeddings", True):
+            weights.pop("lm_head.weight", None)        # tied to the embedding
+        return cls(cfg, weights)
 
     def save_pretrained(self, directory):
         from safetensors.numpy import save_file
@@ -250,6 +260,7 @@ class RecurrentLM:
 class MambaLM(RecurrentLM):
     """Mamba language model with numpy float32 weights (a dict in HuggingFace naming)."""
 
+    config_class = MambaConfig
     _expected_shapes = staticmethod(_expected_shapes)
 
     def _layer(self, i):
@@ -291,15 +302,6 @@ class MambaLM(RecurrentLM):
                 fan_in = int(np.prod(shape[1:]))
                 w[name] = (rng.standard_normal(shape) / math.sqrt(fan_in)).astype(np.float32)
         return cls(cfg, w)
-
-    @classmethod
-    def from_pretrained(cls, directory):
-        """Read a directory written by transformers' save_pretrained (config.json +
-        model.safetensors). Raises ValueError (one line naming the file and what is wrong)."""
-        cfg = MambaConfig.from_hf(read_config_json(directory))
-        weights = read_safetensors(directory)
-        weights.pop("lm_head.weight", None)        # tied to the embedding
-        return cls(cfg, weights)
 
     # --- numerics (every operation through self.ops, see mamba_ops) ----------------------------
     def logits(self, x):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specmx.models.mamba import MambaState, RecurrentLM, read_config_json, read_safetensors
+from specmx.models.mamba import MambaState, RecurrentLM
 from specmx.models.mamba_ops import FLOAT_OPS
 
 __all__ = ["Mamba2Config", "Mamba2LM", "PRESETS", "get_preset"]
@@ -145,6 +145,7 @@ def _expected_shapes(cfg: Mamba2Config):
 class Mamba2LM(RecurrentLM):
     """Mamba-2 language model with numpy float32 weights (a dict in HuggingFace naming)."""
 
+    config_class = Mamba2Config
     _expected_shapes = staticmethod(_expected_shapes)
 
     def __init__(self, cfg: Mamba2Config, weights: dict, ops=FLOAT_OPS):
@@ -193,16 +194,6 @@ class Mamba2LM(RecurrentLM):
                 fan_in = int(np.prod(shape[1:]))
                 w[name] = (rng.standard_normal(shape) / math.sqrt(fan_in)).astype(np.float32)
         return cls(cfg, w)
-
-    @classmethod
-    def from_pretrained(cls, directory):
-        """Read a directory written by transformers' save_pretrained (config.json +
-        model.safetensors). Raises ValueError (one line naming the file and what is wrong)."""
-        cfg = Mamba2Config.from_hf(read_config_json(directory))
-        weights = read_safetensors(directory)
-        if cfg.tie_word_embeddings:
-            weights.pop("lm_head.weight", None)
-        return cls(cfg, weights)
 
     # --- numerics -----------------------------------------------------------------------------
     def logits(self, x):
