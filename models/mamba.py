@@ -24,6 +24,23 @@ __all__ = ["MambaConfig", "MambaLM", "RecurrentLM", "MambaState", "PRESETS", "PR
            "read_config_json", "read_safetensors"]
 
 
+def check_positive_ints(cfg, names):
+    """Each named field of a model config must be a positive integer (ValueError naming it)."""
+    for name in names:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+
+
+def check_hf_mapping(cfg):
+    """A config.json must be a JSON object with the keys every model family needs."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config.json: expected a JSON object, got {type(cfg).__name__}")
+    missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers") if k not in cfg]
+    if missing:
+        raise ValueError(f"config.json: missing key {missing[0]!r}")
+
+
 @dataclass(frozen=True)
 class MambaConfig:
     """Model dimensions (HuggingFace MambaConfig field names where they exist)."""
@@ -40,10 +57,8 @@ class MambaConfig:
     use_bias: bool = False
 
     def __post_init__(self):
-        for name in ("vocab_size", "hidden_size", "state_size", "num_hidden_layers", "expand", "conv_kernel"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        check_positive_ints(self, ("vocab_size", "hidden_size", "state_size", "num_hidden_layers", "expand",
+                                   "conv_kernel"))
 
     @property
     def intermediate_size(self):
@@ -68,11 +83,7 @@ class MambaConfig:
     @classmethod
     def from_hf(cls, cfg):
         """From a transformers config.json mapping. Raises ValueError naming the key."""
-        if not isinstance(cfg, dict):
-            raise ValueError(f"config.json: expected a JSON object, got {type(cfg).__name__}")
-        missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers") if k not in cfg]
-        if missing:
-            raise ValueError(f"config.json: missing key {missing[0]!r}")
+        check_hf_mapping(cfg)
         rank = cfg.get("time_step_rank", 0)
         kwargs = dict(vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"],
                       state_size=cfg.get("state_size", 16), num_hidden_layers=cfg["num_hidden_layers"],

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specmx.models.mamba import MambaState, RecurrentLM
+from specmx.models.mamba import MambaState, RecurrentLM, check_hf_mapping, check_positive_ints
 from specmx.models.mamba_ops import FLOAT_OPS
 
 __all__ = ["Mamba2Config", "Mamba2LM", "PRESETS", "get_preset"]
@@ -40,11 +40,8 @@ class Mamba2Config:
     tie_word_embeddings: bool = True
 
     def __post_init__(self):
-        for name in ("vocab_size", "hidden_size", "state_size", "num_hidden_layers", "expand", "head_dim",
-                     "n_groups", "conv_kernel"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        check_positive_ints(self, ("vocab_size", "hidden_size", "state_size", "num_hidden_layers", "expand",
+                                   "head_dim", "n_groups", "conv_kernel"))
         if self.intermediate_size % self.head_dim:
             raise ValueError(f"head_dim: must divide expand * hidden_size = {self.intermediate_size}, "
                              f"got {self.head_dim}")
@@ -77,11 +74,7 @@ class Mamba2Config:
     @classmethod
     def from_hf(cls, cfg):
         """From a transformers config.json mapping. Raises ValueError naming the key."""
-        if not isinstance(cfg, dict):
-            raise ValueError(f"config.json: expected a JSON object, got {type(cfg).__name__}")
-        missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers") if k not in cfg]
-        if missing:
-            raise ValueError(f"config.json: missing key {missing[0]!r}")
+        check_hf_mapping(cfg)
         limit = cfg.get("time_step_limit", [0.0, float("inf")])
         if list(limit) != [0.0, float("inf")]:
             raise ValueError(f"config.json: time_step_limit: only (0, inf) is modelled, got {limit!r}")
