@@ -11,6 +11,7 @@ import sys
 
 from specmx.cli import fma, gemm, mamba, spec
 from specmx.cli.common import Parser, UsageError
+from specmx.spec import SpecError
 
 __all__ = ["main", "build_parser"]
 
@@ -60,7 +61,7 @@ def main(argv=None):
         print(f"specmx: note: 'specmx {args.noun} {args.verb}' is now 'specmx {args.renamed}'", file=sys.stderr)
     try:
         return args.func(args)
-    except UsageError as exc:
+    except (UsageError, SpecError) as exc:     # bad input: a flag, a spec file, a spec field
         print(f"specmx: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:              # a tool (yosys, nextpnr, a simulator build) failed

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from specmx.models.config import (ACC_FORMATS, IN_FORMATS, ROUNDINGS, SUBNORMAL_MODES, FMAConfig)
-from specmx.spec import Spec, SpecError, load_spec, with_fields
+from specmx.spec import Spec, load_spec, with_fields
 
 __all__ = ["UsageError", "Parser", "add_fma_options", "add_spec_option", "add_sim_options", "design",
            "print_table", "report_simulation",
@@ -47,20 +47,19 @@ def add_fma_options(p, stages_default=None, stages_help="pipeline stages"):
 
 
 def add_sim_options(p):
-    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator", help="simulator")
+    from specmx.sim.runner import SIMULATORS
+    p.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
     p.add_argument("--waves", action="store_true",
                    help="record a waveform (VCD/FST) and print where it is")
 
 
 def design(args):
-    """The Spec of `--spec` (or all defaults). Errors are UsageErrors naming the key path."""
+    """The Spec of `--spec` (or all defaults). A bad spec raises SpecError naming the key path,
+    which `main` reports like any bad input."""
     if getattr(args, "spec", None) is None:
         return Spec()
-    try:
-        return load_spec(args.spec)
-    except SpecError as exc:
-        raise UsageError(str(exc)) from None
+    return load_spec(args.spec)
 
 
 def fma_from_args(args, base: FMAConfig):
@@ -72,11 +71,8 @@ def fma_from_args(args, base: FMAConfig):
             norm = {"window": None, "step": 1, "policy": "round", **FMAConfig.parse_norm(args.norm)}
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    try:
-        return with_fields(base, in_fmt=args.in_fmt, acc_fmt=args.acc_fmt, rounding=args.rounding,
-                           subnormals=args.subnormals, **norm)
-    except SpecError as exc:
-        raise UsageError(str(exc)) from None
+    return with_fields(base, in_fmt=args.in_fmt, acc_fmt=args.acc_fmt, rounding=args.rounding,
+                       subnormals=args.subnormals, **norm)
 
 
 def bounded(name, value, low=1, high=None):

@@ -10,7 +10,7 @@ from specmx.cli.common import (UsageError, add_fma_options, add_sim_options, add
                                report_simulation, save_result, triple)
 from specmx.cli.fma import add_synth_output_options
 from specmx.models.config import DATAFLOWS
-from specmx.spec import SpecError, with_fields
+from specmx.spec import with_fields
 
 __all__ = ["register", "cmd_check", "cmd_perf", "cmd_sweep", "cmd_synth", "engine_from_args"]
 
@@ -19,18 +19,12 @@ def engine_from_args(args, spec=None):
     """The spec's GemmConfig with the engine and FMA flags that were given applied."""
     spec = spec or design(args)
     fma = fma_from_args(args, spec.gemm.fma)
-    try:
-        return with_fields(spec.gemm, fma=fma, rows=getattr(args, "rows", None), cols=getattr(args, "cols", None),
-                           dataflow=getattr(args, "dataflow", None), pe_stages=args.stages)
-    except SpecError as exc:
-        raise UsageError(str(exc)) from None
+    return with_fields(spec.gemm, fma=fma, rows=getattr(args, "rows", None), cols=getattr(args, "cols", None),
+                       dataflow=getattr(args, "dataflow", None), pe_stages=args.stages)
 
 
 def perf_from_args(args, spec):
-    try:
-        return with_fields(spec.perf, clock_mhz=args.clock, bandwidth=args.bandwidth)
-    except SpecError as exc:
-        raise UsageError(str(exc)) from None
+    return with_fields(spec.perf, clock_mhz=args.clock, bandwidth=args.bandwidth)
 
 
 def cmd_check(args):
