@@ -1,0 +1,281 @@
+"""Bit-exact model of specmx's nonlinear function units (exp, softplus, sigmoid, silu, rsqrt).
+
+The units take and return fp32 words (the SSM datapath's accumulator format) and compute in
+fixed point, the way an FPGA function unit does; `hdl.function_unit` builds the same integer
+operations, and the cocotb tests check the two bit for bit. Every function is a few steps:
+
+1. unpack the fp32 input into sign, 24-bit significand m and LSB exponent e (value m * 2**e);
+2. range-reduce to fixed point: exp uses t = |x| * log2(e) in Q32 (a 32-bit constant, the
+   product truncated), k = floor(t), f = t - k in [0, 1), so exp(x) = 2**k * 2**f;
+3. evaluate a piecewise cubic: the top 7 bits of the reduced argument pick one of 128 (or 129,
+   or 256) segments, the rest is t in [0, 1) within it, and Horner's rule runs on Q31
+   coefficients with each product truncated (arithmetic shift). The coefficients interpolate the
+   function at four fixed Chebyshev-like nodes per segment, computed with 50-digit decimals and
+   rounded to Q31 once, so every machine builds the same tables;
+4. combine in fixed point (products truncated) into a significand M and exponent E;
+5. pack M * 2**E into fp32 with one round-to-nearest-even (subnormals kept, overflow to inf).
+
+The algorithms:
+  exp(x)      2**k * P2(f), P2 = 2**f on [0, 1) (128 segments).
+  sigmoid(x)  u = exp(-|x|) as above; d = 1 + u in Q31; R = P1(d) = 1/d on [1, 2] (129
+              segments); x >= 0: R; x < 0: u * R (keeps relative precision for tiny results).
+  silu(x)     x * sigmoid(x) (the sigmoid significand truncated to 28 bits first).
+  softplus(x) max(x, 0) + log1p(u), u = exp(-|x|), log1p(u) = u * G(u) with G(u) = log1p(u)/u
+              on [0, 1] (129 segments), so tiny results keep their relative precision; the sum
+              with x >= 0 is done in Q32.
+  rsqrt(v)    v = m' * 4**q with m' in [1, 4): P(m') = m'**-0.5 (2 x 128 segments), * 2**-q;
+              subnormal v are normalized first.
+
+Special values (stated, tested): NaN in -> canonical NaN out. |x| >= 128 saturates before the
+datapath: exp -> +inf / +0, sigmoid -> 1 / +0, silu -> x / -0, softplus -> x / +0 (the exact
+results round to these). exp overflows to +inf from x > 88.72 and underflows through the
+subnormals to +0. rsqrt: +0 -> +inf, -0 -> -inf, +inf -> +0, negative -> NaN.
+
+Measured error against float64 (bench/function_error.py): see README "Function units".
+"""
+
+import functools
+from decimal import Decimal, getcontext
+from fractions import Fraction
+
+import numpy as np
+
+from specmx.models.formats import FORMATS, decode, encode
+
+__all__ = ["FUNCTIONS", "evaluate", "reference", "unpack", "pack", "horner", "segment_table",
+           "Q", "LOG2E_Q31", "SATURATE_EXP"]
+
+FUNCTIONS = ("exp", "softplus", "sigmoid", "silu", "rsqrt")
+FP32 = FORMATS["fp32"]
+Q = 31                               # fraction bits of coefficients and fixed-point values
+SEG_BITS = 7                         # segment index bits (128 segments per octave)
+LOG2E_Q31 = 3098164010               # round(log2(e) * 2**31), 32 bits
+SATURATE_EXP = 127 + 7               # biased exponent field of 128.0: |x| >= 128 saturates
+CANONICAL_NAN = FP32.canonical_nan
+ONE = 0x3F800000
+
+# Interpolation nodes in [0, 1): Chebyshev nodes of degree 4, rounded to four decimals.
+_NODES = [Fraction(381, 10000), Fraction(3087, 10000), Fraction(6913, 10000), Fraction(9619, 10000)]
+
+
+# --- coefficient tables ------------------------------------------------------------------------
+
+def _ln2():
+    return Decimal(2).ln()
+
+
+# Each table: (number of segments, t bits, segment -> (x0, H), f(x) in Decimal).
+def _exp2_segment(j):
+    return Fraction(j, 128), Fraction(1, 128)
+
+
+def _recip_segment(j):             # d in [1, 2] (segment 128 holds d = 2 exactly)
+    return 1 + Fraction(j, 128), Fraction(1, 128)
+
+
+def _log1p_ratio_segment(j):       # u in [0, 1]
+    return Fraction(j, 128), Fraction(1, 128)
+
+
+def _rsqrt_segment(j):             # segments 0..127: [1, 2); 128..255: [2, 4)
+    scale = 2 if j >= 128 else 1
+    return scale * (1 + Fraction(j % 128, 128)), Fraction(scale, 128)
+
+
+def _log1p_ratio(x):
+    return (1 + x).ln() / x if x != 0 else Decimal(1)
+
+
+TABLES = {
+    # name: (segments, t bits, segment, function on Decimal)
+    "exp2": (128, 25, _exp2_segment, lambda x: (x * _ln2()).exp()),
+    "recip": (129, 24, _recip_segment, lambda x: 1 / x),
+    "log1p_ratio": (129, 24, _log1p_ratio_segment, _log1p_ratio),
+    "rsqrt": (256, 16, _rsqrt_segment, lambda x: 1 / x.sqrt()),
+}
+
+
+def _dec(frac):
+    return Decimal(frac.numerator) / Decimal(frac.denominator)
+
+
+@functools.lru_cache(maxsize=None)
+def _basis():
+    """Coefficients (power basis in t) of the four Lagrange polynomials on _NODES, exact."""
+    rows = []
+    for i, ti in enumerate(_NODES):
+        poly = [Fraction(1)]
+        denom = Fraction(1)
+        for k, tk in enumerate(_NODES):
+            if k == i:
+                continue
+            poly = [a - tk * b for a, b in zip([Fraction(0)] + poly, poly + [Fraction(0)])]
+            denom *= ti - tk
+        rows.append([c / denom for c in poly])
+    return rows     # rows[i][p]: coefficient of t**p in L_i(t)
+
+
+@functools.lru_cache(maxsize=None)
+def segment_table(name):
+    """int64 array [segments, 4] of Q31 coefficients b0..b3 of each segment's cubic in t."""
+    segments, _, segment, func = TABLES[name]
+    getcontext().prec = 50
+    basis = [[_dec(c) for c in row] for row in _basis()]
+    table = np.zeros((segments, 4), dtype=np.int64)
+    scale = Decimal(1 << Q)
+    for j in range(segments):
+        x0, h = segment(j)
+        ys = [func(_dec(x0 + t * h)) for t in _NODES]
+        for p in range(4):
+            coef = sum(ys[i] * basis[i][p] for i in range(4))
+            table[j, p] = int((coef * scale).to_integral_value())   # round half even
+    return table
+
+
+def horner(name, j, t):
+    """Piecewise cubic `name` at segment j, position t (t_bits-bit integer): Q31 result.
+    q = b3; q = b_i + ((q * t) >> t_bits) for i = 2, 1, 0 (arithmetic shifts: floor)."""
+    table = segment_table(name)
+    bits = TABLES[name][1]
+    q = table[j, 3]
+    for i in (2, 1, 0):
+        q = table[j, i] + ((q * t) >> bits)
+    return q
+
+
+# --- fp32 in, fp32 out --------------------------------------------------------------------------
+
+def unpack(bits):
+    """fp32 words -> (sign, significand m (hidden bit included), LSB exponent e, biased exponent
+    field, mantissa field); finite value = (-1)**sign * m * 2**e."""
+    bits = np.asarray(bits, dtype=np.int64)
+    sign = (bits >> 31) & 1
+    field = (bits >> 23) & 0xFF
+    man = bits & 0x7FFFFF
+    m = np.where(field == 0, man, man | (1 << 23))
+    e = np.maximum(field, 1) - 150
+    return sign, m, e, field, man
+
+
+def pack(sign, M, E):
+    """(-1)**sign * M * 2**E (M < 2**53 non-negative integer) -> fp32 word, one RNE rounding."""
+    M = np.asarray(M, dtype=np.int64)
+    if M.size and M.max() >= 1 << 53:
+        raise ValueError("pack: significand wider than 53 bits")
+    val = np.ldexp(M.astype(np.float64), np.asarray(E, dtype=np.int64).astype(np.int32))
+    return encode(np.where(sign == 1, -val, val), FP32) | (np.asarray(sign, dtype=np.int64) << 31)
+
+
+def _shift(x, s):
+    """x * 2**s truncated (s may be negative; right shifts clipped at 63)."""
+    return np.where(s >= 0, x << np.clip(s, 0, 63), x >> np.clip(-s, 0, 63))
+
+
+def exp_core(m, e, negative):
+    """exp(+-m * 2**e) for |x| < 128: (k, Mu) with value Mu * 2**(k - 31), Mu in Q31 [1, 2)."""
+    T = (m * LOG2E_Q31) >> np.clip(-(e + 1), 0, 63)        # |x| * log2(e) in Q32 (e <= -17)
+    t = np.where(negative, -T, T)
+    k = t >> 32
+    f = t & 0xFFFFFFFF
+    return k, horner("exp2", f >> 25, f & ((1 << 25) - 1))
+
+
+def _sigmoid_parts(sign, m, e):
+    """sigmoid as (M, E) with value M * 2**E, plus u = exp(-|x|) as (k, Mu)."""
+    k, Mu = exp_core(m, e, True)
+    U = Mu >> np.clip(-k, 0, 63)                             # u in Q31, in [0, 2**31]
+    R = horner("recip", U >> 24, U & ((1 << 24) - 1))        # 1 / (1 + u), Q31
+    tiny = ((Mu >> 1) * R) >> 30                             # u * R, value tiny * 2**(k - 31)
+    return np.where(sign == 1, tiny, R), np.where(sign == 1, k - 31, -31), k, Mu
+
+
+def evaluate(name, bits):
+    """Function unit `name` on fp32 words `bits` (array): fp32 result words (int64)."""
+    if name not in FUNCTIONS:
+        raise ValueError(f"unit: unknown function {name!r}; allowed: {', '.join(FUNCTIONS)}")
+    bits = np.asarray(bits, dtype=np.int64)
+    sign, m, e, field, man = unpack(bits)
+    nan = (field == 255) & (man != 0)
+    big = (field >= SATURATE_EXP) & (name != "rsqrt")        # |x| >= 128, or inf
+    m = np.where(big, 0, m)                                  # the datapath runs on zero there
+    pos_big = big & (sign == 0)
+    neg_big = big & (sign == 1)
+    if name == "exp":
+        k, Mu = exp_core(m, e, sign == 1)
+        out = pack(np.zeros_like(sign), Mu, k - 31)
+        out = np.where(pos_big, FP32.inf_bits, np.where(neg_big, 0, out))
+    elif name == "sigmoid":
+        M, E, _, _ = _sigmoid_parts(sign, m, e)
+        out = pack(np.zeros_like(sign), M, E)
+        out = np.where(pos_big, ONE, np.where(neg_big, 0, out))
+    elif name == "silu":
+        M, E, _, _ = _sigmoid_parts(sign, m, e)
+        out = pack(sign, m * (M >> 4), e + E + 4)
+        out = np.where(pos_big, bits, np.where(neg_big, 1 << 31, out))
+    elif name == "softplus":
+        k, Mu = exp_core(m, e, True)
+        U = Mu >> np.clip(-k, 0, 63)
+        G = horner("log1p_ratio", U >> 24, U & ((1 << 24) - 1))
+        L = ((Mu >> 1) * G) >> 30                              # log1p(u), value L * 2**(k - 31)
+        S = _shift(m, e + 32) + ((L << 1) >> np.clip(-k, 0, 63))   # x + log1p(u) in Q32
+        zero = np.zeros_like(sign)
+        out = np.where(sign == 1, pack(zero, L, k - 31), pack(zero, S, np.full_like(k, -32)))
+        out = np.where(pos_big, bits, np.where(neg_big, 0, out))
+    else:   # rsqrt
+        lz = np.where(m == 0, 0, 24 - _bit_length(m))
+        mn = m << lz
+        e2 = e - lz + 23                                     # exponent of the leading one
+        odd = e2 & 1
+        R = horner("rsqrt", (odd << 7) | ((mn >> 16) & 127), mn & 0xFFFF)
+        out = pack(np.zeros_like(sign), R, -31 - ((e2 - odd) >> 1))
+        zero = (field == 0) & (man == 0)
+        inf = (field == 255) & (man == 0)
+        out = np.where(zero, FP32.inf_bits | (sign << 31), out)
+        out = np.where(inf & (sign == 0), 0, out)
+        out = np.where((sign == 1) & ~zero, CANONICAL_NAN, out)
+    return np.where(nan, CANONICAL_NAN, out).astype(np.int64)
+
+
+def _bit_length(x):
+    """Bit length of non-negative int64 values below 2**53."""
+    _, exp = np.frexp(x.astype(np.float64))
+    return exp.astype(np.int64)
+
+
+# --- float64 references ---------------------------------------------------------------------------
+
+def reference(name, x):
+    """The exact function in float64 (for error measurement); x float64 array."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        u = np.exp(-np.abs(x))
+        sig = np.where(x >= 0, 1 / (1 + u), u / (1 + u))
+        if name == "exp":
+            return np.exp(x)
+        if name == "sigmoid":
+            return sig
+        if name == "silu":
+            return np.where(np.isinf(x), np.where(x > 0, x, -0.0), x * sig)
+        if name == "softplus":
+            return np.where(np.isinf(x), np.where(x > 0, x, 0.0), np.maximum(x, 0) + np.log1p(u))
+        if name == "rsqrt":
+            return np.where(x == 0, np.copysign(np.inf, x), 1 / np.sqrt(x))
+    raise ValueError(f"unit: unknown function {name!r}; allowed: {', '.join(FUNCTIONS)}")
+
+
+def ulp_error(name, bits, fmt="fp32"):
+    """|unit(x) - f(x)| in units in the last place of `fmt` at f(x), with the unit's result
+    rounded (RNE) to `fmt` first; inputs whose exact result overflows `fmt` or is NaN are left
+    out (their special results are checked separately). Returns a float64 array (NaN: left out)."""
+    fmt = FORMATS[fmt]
+    got = decode(evaluate(name, bits), FP32)
+    if fmt is not FP32:
+        got = decode(encode(got, fmt), fmt)
+    ref = reference(name, decode(bits, FP32))
+    finite = np.isfinite(ref) & (np.abs(ref) <= fmt.max_finite)
+    safe = np.where(finite & (ref != 0), np.abs(ref), 1.0)
+    _, ex = np.frexp(safe)
+    ulp = np.ldexp(1.0, np.maximum(ex - 1, fmt.emin) - fmt.man_bits)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(got - ref) / ulp
+    return np.where(finite, err, np.nan)
