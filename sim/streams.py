@@ -82,11 +82,13 @@ class StreamSource:
     """Drives words into a stream. With probability `idle` it leaves a gap (valid low) before
     a word, but never before the first one, so the source starts on the first cycle the DUT
     is ready; `gaps` counts the gaps. Once valid is high the payload holds until accepted.
-    `accepted` lists the cycle of each transfer."""
+    `accepted` lists the cycle of each transfer; `starved` counts the cycles after the first
+    transfer in which the DUT was ready and the source offered nothing (the gaps a cycle model
+    of a stalling pipeline accounts: a gap while the DUT is not ready costs nothing)."""
 
     def __init__(self, tb, stream, words, idle=0.0):
         self.tb, self.stream, self.words = tb, stream, [int(w) for w in words]
-        self.idle, self.gaps, self.accepted = idle, 0, []
+        self.idle, self.gaps, self.accepted, self.starved = idle, 0, [], 0
         stream.valid.value = 0
         cocotb.start_soon(self._run())
 
@@ -106,10 +108,13 @@ class StreamSource:
                     self.gaps += 1
                 self.stream.valid.value = int(valid)
             await ReadOnly()
-            if valid and int(self.stream.ready.value):
+            ready = int(self.stream.ready.value)
+            if valid and ready:
                 self.accepted.append(self.tb.cycle)
                 index += 1
                 valid = False
+            elif ready and index > 0:
+                self.starved += 1
         await FallingEdge(clk)
         self.stream.valid.value = 0
 

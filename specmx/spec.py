@@ -6,9 +6,11 @@ spec object (`models/config.py`):
     fma:  {in_fmt: bf16, acc_fmt: fp32, window: 4, step: 4, policy: internal}
     gemm: {rows: 4, cols: 4, dataflow: ws, pe_stages: 2, max_m: 64}   # + optional fma: {...}
     perf: {clock_mhz: 250, bandwidth: 64}
+    ssm:  {family: mamba2, d_inner: 64, d_state: 16, heads: 4, groups: 2, lanes: 4}  # + fma: {...}
 
-Missing sections and fields take their defaults; `gemm.fma` defaults to the top-level `fma`
-section. Loading is safe (`yaml.safe_load`). Every error is one line that names the key path,
+Missing sections and fields take their defaults; `gemm.fma` and `ssm.fma` default to the
+top-level `fma` section (`ssm` keeps its own where the SSM datapath cannot use that one: it
+needs an fp32 accumulator). Loading is safe (`yaml.safe_load`). Every error is one line that names the key path,
 the bad value and the allowed values (`gemm.rows: must be >= 1, got 0`), and an unknown key is
 reported with the nearest valid one. New spec objects join by adding one entry to `SECTIONS`.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from specmx.models.config import FMAConfig, GemmConfig, PerfConfig
+from specmx.models.config import FMAConfig, GemmConfig, PerfConfig, SSMConfig
 
 __all__ = ["Spec", "SpecError", "SECTIONS", "load_spec", "spec_from_dict", "spec_to_dict", "with_fields"]
 
@@ -36,11 +38,12 @@ class Spec:
     fma: FMAConfig = field(default_factory=FMAConfig)
     gemm: GemmConfig = field(default_factory=GemmConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
+    ssm: SSMConfig = field(default_factory=SSMConfig)
 
 
 # section name -> spec object class; fields whose value is itself a spec object, per class
-SECTIONS = {"fma": FMAConfig, "gemm": GemmConfig, "perf": PerfConfig}
-_NESTED = {GemmConfig: {"fma": FMAConfig}}
+SECTIONS = {"fma": FMAConfig, "gemm": GemmConfig, "perf": PerfConfig, "ssm": SSMConfig}
+_NESTED = {GemmConfig: {"fma": FMAConfig}, SSMConfig: {"fma": FMAConfig}}
 
 
 def _kind(value):
@@ -88,11 +91,22 @@ def spec_from_dict(data, source="spec"):
     fma = objects.get("fma", FMAConfig())
     for name, cls in SECTIONS.items():
         if name in data and name not in objects:
-            defaults = {"fma": fma} if cls is GemmConfig else None
+            defaults = {"fma": fma} if cls in _NESTED else None
             objects[name] = _build(cls, data[name], name, defaults)
-    if "gemm" not in objects:
-        objects["gemm"] = GemmConfig(fma=fma)
+    for name, cls in SECTIONS.items():
+        if cls in _NESTED and name not in objects:
+            objects[name] = _wrap(cls, name, fma)
     return Spec(**objects)
+
+
+def _wrap(cls, name, fma):
+    """A section the file leaves out: its defaults on the file's `fma`, or entirely its defaults
+    where that `fma` does not suit it (the SSM datapath needs an fp32 accumulator; a file that
+    sets `fma: {acc_fmt: bf16}` for a GEMM engine still loads)."""
+    try:
+        return cls(fma=fma)
+    except ValueError:
+        return cls()
 
 
 def load_spec(path):

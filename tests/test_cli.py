@@ -142,7 +142,7 @@ BAD = [
     (["spec", "check", _write("l.yaml", "gemm: [1, 2]\n")], "gemm: expected a mapping of fma, rows, cols"),
     (["spec", "check", _write("e.yaml", "")], "empty spec; expected a mapping with any of: fma, gemm, perf"),
     (["spec", "check", _write("m.yaml", "gemm: {rows: 4\n")], "is not valid YAML at line"),
-    (["spec", "check", _write("top.yaml", "- fma\n- gemm\n")], "expected a mapping with any of: fma, gemm, perf, got a list"),
+    (["spec", "check", _write("top.yaml", "- fma\n- gemm\n")], "expected a mapping with any of: fma, gemm, perf, ssm, got a list"),
     (["spec", "check", _write("s.yaml", "gemmm: {rows: 4}\n")], "gemmm: unknown key; did you mean 'gemm'?"),
     (["spec", "check", _write("f.yaml", "fma: {in_fmt: fp12}\n")], "fma.in_fmt: unknown value 'fp12'; allowed: bf16"),
     (["spec", "check", _write("z.yaml", "gemm: {rows: 0}\n")], "gemm.rows: must be >= 1, got 0"),

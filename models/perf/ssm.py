@@ -1,0 +1,37 @@
+"""Closed-form cycle models of the SSM datapath units (function units, and the conv, scan and
+RMSNorm units as they land), checked against the cycles the RTL takes in every cocotb test.
+
+All units are stalling pipelines: a cycle in which the sink refuses a valid result (`held`)
+freezes the whole pipeline, and a cycle in which the unit is ready but its source offers
+nothing (`starved`) leaves a bubble. Cycles run from the first input transfer to the last
+output transfer, both included.
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["FUNCTION_LATENCY", "UnitCycles", "function_unit_cycles"]
+
+# Pipeline registers from input to output of each function unit (`hdl.function_unit`).
+FUNCTION_LATENCY = {"exp": 4, "rsqrt": 4, "softplus": 5, "sigmoid": 5, "silu": 5}
+
+
+@dataclass(frozen=True)
+class UnitCycles:
+    total: int        # first input transfer .. last output transfer
+    busy: int         # cycles with no source gap and no sink stall
+    starved: int
+    held: int
+
+    def as_dict(self):
+        return dict(self.__dict__)
+
+
+def function_unit_cycles(name, n, starved=0, held=0, lanes=1):
+    """n words through function unit `name` with `lanes` words per beat: ceil(n / lanes) beats
+    + latency cycles, plus one per bubble and stall."""
+    if name not in FUNCTION_LATENCY:
+        raise ValueError(f"unit: unknown function {name!r}; allowed: {', '.join(FUNCTION_LATENCY)}")
+    if n < 1:
+        raise ValueError(f"n: must be >= 1, got {n}")
+    busy = -(-n // lanes) + FUNCTION_LATENCY[name]
+    return UnitCycles(busy + starved + held, busy, starved, held)

@@ -1,0 +1,89 @@
+"""Host side of the SSM datapath regressions: vectors, golden results, simulation, cycle check."""
+
+import functools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from specmx.models import function_units as fu
+from specmx.models.perf.ssm import function_unit_cycles
+from specmx.sim.runner import build_root, run_cocotb, to_verilog
+
+__all__ = ["function_vectors", "check_function", "EDGES"]
+
+# Range edges of the fp32 function units: zeros, the smallest/largest subnormal and normal, one,
+# the saturation threshold 128 and its neighbours, exp's overflow/underflow thresholds, inf, NaN.
+EDGES = np.array([0x00000000, 0x80000000, 0x00000001, 0x80000001, 0x007FFFFF, 0x807FFFFF,
+                  0x00800000, 0x80800000, 0x3F800000, 0xBF800000, 0x42FFFFFF, 0xC2FFFFFF,
+                  0x43000000, 0xC3000000, 0x42B17217, 0x42B17218, 0xC2CFF1B4, 0xC2CFF1B5,
+                  0xC2AEAC4F, 0xC2AEAC50, 0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000, 0xFF800000,
+                  0x7FC00000, 0xFFC00001, 0x7F800001, 0x41A00000, 0xC1A00000, 0x33800000],
+                 dtype=np.int64)
+
+
+def function_vectors(random=10000, seed=0, exhaustive_bf16=True):
+    """fp32 input words: every bf16 pattern widened to fp32 (65536), `random` uniformly random
+    32-bit patterns, and the range edges."""
+    parts = [np.arange(1 << 16, dtype=np.int64) << 16] if exhaustive_bf16 else []
+    parts.append(np.random.default_rng(seed).integers(0, 1 << 32, random, dtype=np.int64))
+    parts.append(EDGES)
+    return np.concatenate(parts)
+
+
+@functools.lru_cache(maxsize=8)
+def _function_rtl(name, lanes):
+    from specmx.hdl.function_unit import FunctionUnit   # keep Amaranth out of model-only imports
+    rtl = FunctionUnit(name, lanes)
+    return rtl, to_verilog(rtl, f"fu_{name}")
+
+
+
+def _corrupt(expected, corrupt, seed):
+    if corrupt:
+        idx = np.random.default_rng(seed + 1).choice(expected.size, corrupt, replace=False)
+        expected.ravel()[idx] ^= 1
+    return expected
+
+
+def _run_stream_unit(rtl, verilog, toplevel, inputs, expected, lanes, simulator, seed, idle,
+                     backpressure, waves, word_bits=32, optimize="-O1"):
+    build_root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=build_root()) as tmp:
+        path = Path(tmp) / "vectors.npz"
+        np.savez(path, inputs=inputs, expected=expected)
+        result = run_cocotb(rtl, toplevel, "specmx.sim.tb_stream_unit",
+                            {"SPECMX_VECTORS": path, "SPECMX_SEED": seed, "SPECMX_IDLE": idle,
+                             "SPECMX_BACKPRESSURE": backpressure, "SPECMX_LANES": lanes,
+                             "SPECMX_WORD_BITS": word_bits}, simulator,
+                            verilog_text=verilog, waves=waves, optimize=optimize)
+    report = {"mismatches": None, "cycles": None, "starved": 0, "held": 0, "first_mismatches": [],
+              "vectors": int(len(inputs))}
+    report.update(result.report)
+    report.update(passed=result.passed, log_dir=str(result.log_dir),
+                  waves=str(result.waves) if result.waves else None)
+    return report
+
+
+def check_function(name, inputs=None, lanes=1, simulator="verilator", seed=0, idle=0.0,
+                   backpressure=0.0, corrupt=0, waves=None, cycle_model=function_unit_cycles):
+    """Simulate function unit `name` (`lanes` words per beat) on fp32 words `inputs` (default:
+    `function_vectors`, padded with +0 to whole beats) and compare every result with the golden
+    model and the measured cycles with the cycle model.
+
+    `corrupt` flips a bit of that many expected words and `cycle_model` replaces the cycle
+    model (negative controls). Returns the testbench report plus `predicted_cycles`,
+    `cycles_match` and `ok` (bits and cycles right)."""
+    if name not in fu.FUNCTIONS:
+        raise ValueError(f"unit: unknown function {name!r}; allowed: {', '.join(fu.FUNCTIONS)}")
+    inputs = function_vectors(seed=seed) if inputs is None else np.asarray(inputs, dtype=np.int64)
+    inputs = np.concatenate([inputs, np.zeros(-len(inputs) % lanes, dtype=np.int64)])
+    expected = _corrupt(fu.evaluate(name, inputs), corrupt, seed)
+    rtl, verilog = _function_rtl(name, lanes)
+    report = _run_stream_unit(rtl, verilog, f"fu_{name}", inputs, expected, lanes, simulator, seed,
+                              idle, backpressure, waves)
+    pred = cycle_model(name, len(inputs), report["starved"], report["held"], lanes)
+    report["predicted_cycles"] = pred.total
+    report["cycles_match"] = report["cycles"] == pred.total
+    report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])
+    return report

@@ -1,0 +1,93 @@
+"""`specmx ssm check|synth`: the SSM datapath units (function units; conv1d, scan and RMSNorm
+as they land) against their hardware numerics model and cycle model, and their area/Fmax."""
+
+import argparse
+import time
+from pathlib import Path
+
+from specmx.cli.common import (UsageError, add_fma_options, add_sim_options, add_spec_option, bounded,
+                               check_simulator, design, fma_from_args, report_simulation, save_result)
+from specmx.cli.fma import add_synth_output_options
+from specmx.models.config import FAMILIES
+from specmx.models.function_units import FUNCTIONS
+from specmx.spec import with_fields
+
+__all__ = ["register", "UNITS"]
+
+UNITS = FUNCTIONS
+
+
+def ssm_from_args(args):
+    """The spec's `ssm` section with the flags that were given applied."""
+    base = design(args).ssm
+    fma = fma_from_args(args, base.fma)
+    return with_fields(base, fma=fma, family=args.family, d_inner=args.d_inner, d_state=args.d_state,
+                       heads=args.heads, groups=args.groups, kernel=args.kernel, lanes=args.lanes)
+
+
+def _probability(name, value):
+    if not 0 <= value < 1:
+        raise UsageError(f"{name}: must be a probability in 0..1 (exclusive of 1), got {value}")
+
+
+def cmd_check(args):
+    from specmx.sim.ssm_check import check_function, function_vectors
+    ssm = ssm_from_args(args)
+    bounded("lanes", ssm.lanes, 1, 16)
+    bounded("vectors", args.vectors, 0, 10_000_000)
+    _probability("idle", args.idle)
+    _probability("backpressure", args.backpressure)
+    check_simulator(args.sim)
+    t0 = time.perf_counter()
+    words = function_vectors(random=args.vectors, seed=args.seed)
+    report = check_function(args.unit, words, ssm.lanes, args.sim, args.seed, args.idle,
+                            args.backpressure, waves=args.waves or None)
+    if report.get("mismatches") is None:
+        raise RuntimeError(f"sim: the simulation did not complete; log in {report['log_dir']}")
+    print(f"{report['vectors']} vectors, {report['mismatches']} mismatches ({args.unit}, {ssm.lanes} lanes, "
+          f"{args.sim}, {time.perf_counter() - t0:.1f} s)")
+    print(f"cycles: measured {report['cycles']}, predicted {report['predicted_cycles']} "
+          f"({report['starved']} starved, {report['held']} held) "
+          + ("match" if report["cycles_match"] else "MISMATCH"))
+    report_simulation(report)
+    return 0 if report["ok"] else 1
+
+
+def cmd_synth(args):
+    from specmx.hdl.function_unit import FunctionUnit
+    from specmx.synth import synthesize
+    ssm = ssm_from_args(args)
+    bounded("lanes", ssm.lanes, 1, 16)
+    result = {"unit": args.unit, "lanes": ssm.lanes, "config": ssm.fma.name}
+    result.update(synthesize(FunctionUnit(args.unit, ssm.lanes), f"fu_{args.unit}", fmax=not args.no_fmax))
+    return save_result(result, Path(args.out) / f"synth_ssm_{args.unit}_l{ssm.lanes}.json", args.json)
+
+
+def _add_unit_options(p):
+    p.add_argument("--unit", required=True, choices=UNITS, help="which unit")
+    add_spec_option(p)
+    g = p.add_argument_group("SSM datapath (override the spec's ssm section)")
+    g.add_argument("--family", choices=FAMILIES, default=None, help="(default: mamba1)")
+    for flag, what in (("--d-inner", "channels"), ("--d-state", "state size per channel"),
+                       ("--heads", "Mamba-2 heads"), ("--groups", "Mamba-2 B/C groups"),
+                       ("--kernel", "conv1d kernel"), ("--lanes", "elements per cycle")):
+        g.add_argument(flag, type=int, default=None, metavar="N", help=what)
+    add_fma_options(p, None, argparse.SUPPRESS)
+
+
+def register(nouns, formatter):
+    verbs = nouns.add_parser("ssm", help="the SSM datapath units").add_subparsers(dest="verb", required=True)
+    p = verbs.add_parser("check", help="simulate a unit against its hardware numerics and cycle model",
+                         formatter_class=formatter)
+    _add_unit_options(p)
+    p.add_argument("--vectors", type=int, default=10000, metavar="N",
+                   help="random fp32 words on top of every bf16 input and the range edges")
+    p.add_argument("--idle", type=float, default=0.1, metavar="P", help="probability of a source gap")
+    p.add_argument("--backpressure", type=float, default=0.1, metavar="P",
+                   help="probability the sink is not ready")
+    add_sim_options(p)
+    p.set_defaults(func=cmd_check)
+    p = verbs.add_parser("synth", help="synthesize a unit (gates, LUT4, ECP5, Fmax)", formatter_class=formatter)
+    _add_unit_options(p)
+    add_synth_output_options(p)
+    p.set_defaults(func=cmd_synth)
