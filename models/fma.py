@@ -43,7 +43,7 @@ from specmx.models.config import (ACC_FORMATS, IN_FORMATS, NORM_POLICIES, ROUNDI
                                   SUBNORMAL_MODES, FMAConfig, InternalFormat)
 from specmx.models.formats import check_bits, decode, encode
 
-__all__ = ["FMAConfig", "InternalFormat", "fma", "to_internal", "normalize", "acc_decode",
+__all__ = ["FMAConfig", "InternalFormat", "fma", "fma_wide", "to_internal", "normalize", "acc_decode",
            "NORM_POLICIES", "ROUNDINGS", "SUBNORMAL_MODES", "IN_FORMATS", "ACC_FORMATS"]
 
 
@@ -90,9 +90,11 @@ def _unpack_internal(bits, ifmt):
 
 
 def _bit_length(x):
-    """Bit length of non-negative int64 values below 2**53 (0 for 0), vectorised."""
+    """Bit length of non-negative int64 values (0 for 0), vectorised. float64 rounding can
+    carry a value above 2**53 up to the next power of two; the shift test takes that back."""
     _, e = np.frexp(x.astype(np.float64))
-    return e.astype(np.int64)
+    e = e.astype(np.int64)
+    return e - ((x >> np.maximum(e - 1, 0)) == 0) * (x > 0)
 
 
 def _align(x, width, top, anchor, sum_width):
@@ -129,6 +131,41 @@ def fma(a, b, c, cfg: FMAConfig):
     return out.reshape(shape)
 
 
+class _WideView:
+    """`cfg` with multiplicand b in the accumulator format (IEEE words): the product is
+    p_in + p_acc bits wide and the sum register grows to match (58 bits for bf16 x fp32)."""
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        self.b_f = cfg.acc_f
+        self.prod_width = cfg.in_f.precision + cfg.acc_f.precision
+        self.sum_width = self.prod_width + cfg.c_width + 2
+        self.lzd_window = self.sum_width + 1 if cfg.window is None else cfg.window
+
+    def __getattr__(self, name):
+        return getattr(self._cfg, name)
+
+
+def fma_wide(a, b, c, cfg: FMAConfig):
+    """r = a*b + c with a in `cfg.in_fmt` and b, c, r in `cfg.acc_fmt` (IEEE words): the
+    multiply-add of the SSM datapath whose multiplicand is a state or accumulator word (h * dA,
+    C * h, x * rsqrt). Same datapath and normalization knobs as `fma`, one rounding."""
+    if cfg.internal:
+        raise ValueError("policy: fma_wide takes IEEE accumulator words; allowed: round, flush")
+    a = check_bits(a, cfg.in_f, "a")
+    b = check_bits(b, cfg.acc_f, "b")
+    c = check_bits(c, cfg.acc_f, "c")
+    a, b, c = np.broadcast_arrays(a, b, c)
+    shape = a.shape
+    a, b, c = (np.ascontiguousarray(x).reshape(-1) for x in (a, b, c))
+    out = np.empty(a.size, dtype=np.int64)
+    view = _WideView(cfg)
+    for i in range(0, a.size, CHUNK):
+        s = slice(i, i + CHUNK)
+        out[s] = _fma_block(a[s], b[s], c[s], view)
+    return out.reshape(shape)
+
+
 def _acc_word(cfg):
     return _WordWidth(cfg.int_f.width, "internal") if cfg.internal else cfg.acc_f
 
@@ -138,7 +175,8 @@ def _fma_block(a, b, c, cfg):
     in_f, acc_f = cfg.in_f, cfg.acc_f
     daz = cfg.subnormals == "flush"
     sa, sig_a, ea, cls_a = _unpack_in(a, in_f, daz)
-    sb, sig_b, eb, cls_b = _unpack_in(b, in_f, daz)
+    b_f = getattr(cfg, "b_f", in_f)
+    sb, sig_b, eb, cls_b = _unpack_in(b, b_f, daz) if b_f.width <= 16 else _unpack_ieee(b, b_f, daz)
     if cfg.internal:
         sc, sig_c, ec, cls_c = _unpack_internal(c, cfg.int_f)
     else:

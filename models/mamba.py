@@ -336,7 +336,7 @@ class MambaLM(RecurrentLM):
 
     def out_proj(self, L, y, z):
         """Gate and out_proj: the layer's residual update for rows of y."""
-        return self.ops.linear(y * self.ops.silu(z), L["out_proj"])
+        return self.ops.linear(self.ops.gate(y, z), L["out_proj"])
 
     def forward(self, tokens, state=None, return_state=False):
         """Prefill: logits [T, vocab] (float32) for a token sequence, optionally continuing

@@ -8,7 +8,7 @@ with the same methods.
 
 import numpy as np
 
-__all__ = ["silu", "softplus", "rmsnorm", "linear", "conv_step", "ssm_step", "ssm2_step", "gated_rmsnorm",
+__all__ = ["silu", "softplus", "rmsnorm", "linear", "conv_step", "ssm_step", "ssm2_step", "gated_rmsnorm", "gate",
            "FloatOps", "FLOAT_OPS"]
 
 
@@ -60,6 +60,11 @@ def ssm2_step(A, h, dt, x, B, C, D):
     return np.einsum("hpn,hn->hp", h_new, Ch) + D[:, None] * x, h_new
 
 
+def gate(y, z):
+    """Mamba-1's output gate y * silu(z)."""
+    return y * silu(z)
+
+
 def gated_rmsnorm(y, z, weight, groups, eps):
     """Mamba-2's gated RMSNorm (HF MambaRMSNormGated, norm after the gate): y * silu(z), then
     RMS-normalized within each of `groups` equal slices of the last axis, times weight."""
@@ -80,6 +85,7 @@ class FloatOps:
     ssm_step = staticmethod(ssm_step)
     ssm2_step = staticmethod(ssm2_step)
     gated_rmsnorm = staticmethod(gated_rmsnorm)
+    gate = staticmethod(gate)
 
 
 FLOAT_OPS = FloatOps()

@@ -40,8 +40,9 @@ class Registered(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.inner = inner = self.inner
-        for name, member in self.signature.members.items():
-            outer, inside = getattr(self, name), getattr(inner, name)
+        # Port by port, nested interfaces (streams) included: same signature, same order.
+        for (path, member, outer), (_, _, inside) in zip(self.signature.flatten(self),
+                                                          inner.signature.flatten(inner)):
             if member.flow == wiring.In:
                 m.d.sync += inside.eq(outer)
             else:

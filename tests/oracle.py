@@ -22,13 +22,15 @@ def _context(fmt, rounding):
     return ctx
 
 
-def oracle_fma(a_bits, b_bits, c_bits, in_fmt, acc_fmt, rounding="rne", subnormals="ieee"):
-    """Correctly rounded a*b+c as accumulator bit patterns (canonical NaN for any NaN)."""
+def oracle_fma(a_bits, b_bits, c_bits, in_fmt, acc_fmt, rounding="rne", subnormals="ieee", b_fmt=None):
+    """Correctly rounded a*b+c as accumulator bit patterns (canonical NaN for any NaN); b is in
+    `b_fmt` (default: in_fmt)."""
     fin, fac = get_format(in_fmt), get_format(acc_fmt)
-    av, bv, cv = decode(a_bits, fin), decode(b_bits, fin), decode(c_bits, fac)
+    fb = get_format(b_fmt or in_fmt)
+    av, bv, cv = decode(a_bits, fin), decode(b_bits, fb), decode(c_bits, fac)
     if subnormals == "flush":
         av = np.where(np.abs(av) < 2.0 ** fin.emin, np.copysign(0.0, av), av)
-        bv = np.where(np.abs(bv) < 2.0 ** fin.emin, np.copysign(0.0, bv), bv)
+        bv = np.where(np.abs(bv) < 2.0 ** fb.emin, np.copysign(0.0, bv), bv)
         cv = np.where(np.abs(cv) < 2.0 ** fac.emin, np.copysign(0.0, cv), cv)
     ctx = _context(fac, rounding)
     out = np.empty(np.broadcast(av, bv, cv).shape, dtype=np.float64)

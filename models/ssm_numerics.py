@@ -1,0 +1,214 @@
+"""Hardware numerics of a Mamba layer: exactly what specmx's datapath computes, in numpy.
+
+`HardwareOps(fma_cfg, lanes)` is an ops object for `MambaLM` / `Mamba2LM` (see `mamba_ops`):
+plug it in with `model.ops = HardwareOps(...)` and every matrix product, norm, conv, scan and
+function runs as the hardware runs it. The rules:
+
+- Operands of every multiplier are in the FMA's input format (bf16 by default): a value that
+  feeds a multiplier is rounded to it (round to nearest even) right there. Weights are rounded
+  the same way. Accumulators, state (conv window and SSM state) and function-unit words are
+  fp32.
+- Every multiply-add is specmx's FMA golden (`models.fma.fma`, operands in the input format)
+  or its wide form `fma_wide` (one multiplicand an fp32 word: the SSM state, an accumulator, a
+  function-unit result), with the configuration's normalization knobs, one rounding each.
+- Linear layers: y[n] = fma(x[k], W[k, n], y) for k = 0..K-1 from +0 (the matrix engine's
+  order, `models.gemm`). Bias adds and the residual add are one fp32 rounding each.
+- RMSNorm over D values: ss = fma(x, x, ss) in order; v = fma_wide(1/D hi, ss, eps) then
+  v = fma_wide(1/D lo, ss, v) (1/D as two bf16 words, 16 significant bits); r = rsqrt(v);
+  out = fma_wide(w, fma_wide(x, r, +0), +0).
+- conv1d (kernel K): acc = bias; acc = fma(w[k], window[k], acc) oldest first; out = silu(acc).
+- Selective scan, per channel (Mamba-1) or head (Mamba-2): dA = exp(fma(dt, A, +0)), split
+  into two operand words hi = bf16(dA), lo = bf16(dA - hi) (16 significant bits: a decay of
+  0.999 rounded to one bf16 word would become 1.0 or 0.996); dtu = fma(dt, u, +0) rounded to
+  bf16; h = fma_wide(lo, h, fma_wide(hi, h, fma(dtu, B, +0))).
+  y: `lanes` partial sums, lane l taking n = l, l + lanes, ... in order via
+  p_l = fma_wide(C[n], h[n], p_l); then a pairwise tree over the lanes (p0+p1, p2+p3, ...,
+  each add fma_wide(1.0, b, a)); then y = fma(D, u, tree).
+- Gate (Mamba-1): fma_wide(silu(z) rounded to bf16, y, +0). Gated norm (Mamba-2): the same
+  product, then RMSNorm per group as above.
+- Function units: `models.function_units` (fp32 in, fp32 out).
+
+Exact-normalization configurations run every multiply-add through a float64 emulation that is
+bit-identical to the FMA golden (correct rounding via round-to-odd; tested against the golden
+and MPFR), which makes 130m-shaped layers fast enough to measure; approximate configurations
+run the golden itself.
+"""
+
+import ml_dtypes
+import numpy as np
+
+from specmx.models import function_units as fu
+from specmx.models.config import FMAConfig
+from specmx.models.fma import fma, fma_wide
+from specmx.models.formats import decode, encode
+
+__all__ = ["HardwareOps", "exact_fma_values"]
+
+
+def _odd(s, e):
+    """Round-to-odd of the exact s + e (s = fl64(x), e = x - s exactly) at float64 precision."""
+    bits = s.view(np.int64)
+    toward_zero = (e != 0) & (np.sign(e) != np.sign(s))
+    bits = np.where(toward_zero & (s != 0), bits - 1, bits)        # one ulp toward zero
+    bits = np.where(e != 0, bits | 1, bits)
+    return bits.view(np.float64)
+
+
+def exact_fma_values(a, b, c):
+    """Correctly rounded fp32 a*b + c (RNE, IEEE subnormals) on float64 values whose product is
+    exact in float64 (a*b has at most 53 significant bits), as float64 values. NaN results are
+    NaN; a zero sum is +0 unless both terms are -0. Equals `fma`/`fma_wide` of an exact config."""
+    a, b, c = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                  np.asarray(c, np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = a * b
+        s = p + c
+        bp = s - c
+        e = (p - bp) + (c - (s - bp))                                # TwoSum: s + e = p + c exactly
+        finite = np.isfinite(s)
+        r = np.where(finite, _odd(np.where(finite, s, 0.0), np.where(finite, e, 0.0)), s)
+        return r.astype(np.float32).astype(np.float64)
+
+
+class HardwareOps:
+    """The hardware arithmetic of the SSM datapath and the matrix engine, as a `mamba_ops`
+    ops object (methods take and return float32 arrays of fp32 values).
+
+    Parameters
+    ----------
+    fma : FMAConfig
+        Input format, normalization knobs, rounding (accumulator fp32).
+    lanes : int
+        Lanes of the scan unit: sets the order in which y is reduced over the state.
+    """
+
+    def __init__(self, fma_cfg: FMAConfig = FMAConfig(), lanes=4):
+        if fma_cfg.acc_fmt != "fp32" or fma_cfg.internal:
+            raise ValueError("fma: the hardware numerics model needs an fp32 accumulator and IEEE "
+                             "words (policy round or flush)")
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise ValueError(f"lanes: must be an integer >= 1, got {lanes!r}")
+        self.cfg, self.lanes = fma_cfg, lanes
+        self.fast = fma_cfg.exact and fma_cfg.rounding == "rne" and fma_cfg.subnormals == "ieee"
+        self._bf16 = fma_cfg.in_fmt == "bf16"
+
+    # --- the two multiply-adds and the operand rule ------------------------------------------
+    def operand(self, x):
+        """Round values to the input format (RNE): what a multiplier sees."""
+        x = np.asarray(x, dtype=np.float64)
+        if self._bf16:
+            return x.astype(ml_dtypes.bfloat16).astype(np.float64)
+        return decode(encode(x, self.cfg.in_f), self.cfg.in_f)
+
+    def fma(self, a, b, c):
+        """a, b operand values (already in the input format), c fp32 values -> fp32 values."""
+        if self.fast:
+            return exact_fma_values(a, b, c)
+        cfg = self.cfg
+        return decode(fma(encode(a, cfg.in_f), encode(b, cfg.in_f), encode(c, cfg.acc_f), cfg), cfg.acc_f)
+
+    def fma_wide(self, a, b, c):
+        """a an operand value, b and c fp32 values -> fp32 values."""
+        if self.fast:
+            return exact_fma_values(a, b, c)
+        cfg = self.cfg
+        return decode(fma_wide(encode(a, cfg.in_f), encode(b, cfg.acc_f), encode(c, cfg.acc_f), cfg), cfg.acc_f)
+
+    def add(self, x, y):
+        return self.fma_wide(1.0, y, x)
+
+    @staticmethod
+    def unit(name, x):
+        """Function unit `name` on fp32 values."""
+        return decode(fu.evaluate(name, encode(np.asarray(x, np.float64), "fp32")), "fp32")
+
+    # --- mamba_ops interface ---------------------------------------------------------------
+    def silu(self, x):
+        return self.unit("silu", x).astype(np.float32)
+
+    def softplus(self, x):
+        return self.unit("softplus", x).astype(np.float32)
+
+    def linear(self, x, weight_t):
+        x = self.operand(x)
+        w = self.operand(weight_t)
+        acc = np.zeros(x.shape[:-1] + w.shape[-1:], dtype=np.float64)
+        for k in range(w.shape[0]):
+            acc = self.fma(x[..., k:k + 1], w[k], acc)
+        return acc.astype(np.float32)
+
+    def _norm(self, x, weight, eps):
+        """RMSNorm over the last axis (see the module docstring)."""
+        D = x.shape[-1]
+        xb = self.operand(x)
+        ss = np.zeros(x.shape[:-1] + (1,), dtype=np.float64)
+        for d in range(D):
+            ss = self.fma(xb[..., d:d + 1], xb[..., d:d + 1], ss)
+        hi = self.operand(1.0 / D)
+        lo = self.operand(1.0 / D - hi)
+        eps32 = float(np.float32(eps))
+        v = self.fma_wide(lo, ss, self.fma_wide(hi, ss, eps32))
+        r = self.unit("rsqrt", v)
+        return self.fma_wide(self.operand(weight), self.fma_wide(xb, r, 0.0), 0.0)
+
+    def rmsnorm(self, x, weight, eps):
+        return self._norm(np.asarray(x, np.float64), weight, eps).astype(np.float32)
+
+    def conv_step(self, state, u, weight, bias):
+        window = np.concatenate([state, np.asarray(u)[:, None]], axis=1).astype(np.float32)
+        wb, xb = self.operand(weight), self.operand(window)
+        acc = self.operand(bias).astype(np.float64)
+        for k in range(window.shape[1]):
+            acc = self.fma(wb[:, k], xb[:, k], acc)
+        return self.silu(acc), window[:, 1:]
+
+    def _reduce(self, C, h, D, u):
+        """y = sum_n C[.., n] h[.., n] (lanes, then a pairwise tree) + D u."""
+        N, L = h.shape[-1], self.lanes
+        parts = [np.zeros(h.shape[:-1], dtype=np.float64) for _ in range(min(L, N))]
+        for n in range(N):
+            parts[n % L] = self.fma_wide(C[..., n], h[..., n], parts[n % L])
+        while len(parts) > 1:
+            nxt = [self.add(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+            parts = nxt + ([parts[-1]] if len(parts) % 2 else [])
+        return self.fma(self.operand(D), self.operand(u), parts[0])
+
+    def split(self, x):
+        """fp32 values -> two operand words hi + lo (hi = x rounded, lo = the rest rounded)."""
+        hi = self.operand(x)
+        return hi, self.operand(self.add(x, -hi))
+
+    def decay(self, dA, h, dBu):
+        """h' = dA * h + dBu with dA as hi + lo operand words."""
+        hi, lo = self.split(dA)
+        h = np.asarray(h, np.float64)
+        return self.fma_wide(lo, h, self.fma_wide(hi, h, dBu))
+
+    def ssm_step(self, A, h, dt, u, B, C, D):
+        dtb, ub = self.operand(dt), self.operand(u)
+        dA = self.unit("exp", self.fma(dtb[:, None], self.operand(A), 0.0))
+        dtu = self.operand(self.fma(dtb, ub, 0.0))
+        dBu = self.fma(dtu[:, None], self.operand(B)[None, :], 0.0)
+        h_new = self.decay(dA, h, dBu)
+        y = self._reduce(self.operand(C)[None, :], h_new, D, u)
+        return y.astype(np.float32), h_new.astype(np.float32)
+
+    def ssm2_step(self, A, h, dt, x, B, C, D):
+        rep = A.shape[0] // B.shape[0]
+        Bh, Ch = np.repeat(self.operand(B), rep, axis=0), np.repeat(self.operand(C), rep, axis=0)
+        dtb, xb = self.operand(dt), self.operand(x)
+        dA = self.unit("exp", self.fma(dtb, self.operand(A), 0.0))                      # [H]
+        dtx = self.operand(self.fma(dtb[:, None], xb, 0.0))                              # [H, P]
+        dBx = self.fma(dtx[:, :, None], Bh[:, None, :], 0.0)                              # [H, P, N]
+        h_new = self.decay(dA[:, None, None], h, dBx)
+        y = self._reduce(Ch[:, None, :], h_new, np.repeat(D[:, None], x.shape[1], axis=1), x)
+        return y.astype(np.float32), h_new.astype(np.float32)
+
+    def gate(self, y, z):
+        return self.fma_wide(self.operand(self.unit("silu", z)), np.asarray(y, np.float64), 0.0).astype(np.float32)
+
+    def gated_rmsnorm(self, y, z, weight, groups, eps):
+        g = self.gate(y, z).astype(np.float64)
+        parts = g.reshape(*g.shape[:-1], groups, -1)
+        w = np.asarray(weight).reshape(groups, -1)
+        return self._norm(parts, w, eps).reshape(g.shape).astype(np.float32)
