@@ -338,6 +338,29 @@ class MambaLM(RecurrentLM):
         """Gate and out_proj: the layer's residual update for rows of y."""
         return self.ops.linear(self.ops.gate(y, z), L["out_proj"])
 
+    # --- the mixer in four parts, the same for both families (speculative verification) ------
+    def mixer_in(self, L, x):
+        """Rows of x -> (conv inputs, extras for later parts): (u, (z,))."""
+        u, z = self.in_proj(L, x)
+        return u, (z,)
+
+    def ssm_inputs_rows(self, L, act, extras):
+        """Rows of conv outputs -> per-row SSM inputs (dt, B, C), batched."""
+        return self.ssm_inputs(L, act)
+
+    def ssm_row(self, L, h, act, inputs):
+        """One row's SSM step from its state h: (y, h')."""
+        dt, B, C = inputs
+        return self.ops.ssm_step(L["A"], h, dt, act, B, C, L["D"])
+
+    def mixer_out(self, L, y, extras):
+        return self.out_proj(L, y, extras[0])
+
+    def layer_flops(self):
+        cfg = self.cfg
+        d, di, n, r, k = cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.dt_rank, cfg.conv_kernel
+        return 2 * d * 2 * di + 2 * k * di + 2 * di * (r + 2 * n) + 2 * r * di + 6 * di * n + 2 * di * d
+
     def forward(self, tokens, state=None, return_state=False):
         """Prefill: logits [T, vocab] (float32) for a token sequence, optionally continuing
         from `state` and returning the state after the last token. Linear layers run over the

@@ -216,6 +216,26 @@ class Mamba2LM(RecurrentLM):
         g = self.ops.gated_rmsnorm(y, z, L["gate_norm"], cfg.n_groups, cfg.layer_norm_epsilon)
         return self.ops.linear(g, L["out_proj"]) + L["out_bias"]
 
+    # --- the mixer in four parts (see MambaLM.mixer_in) ---------------------------------------
+    def mixer_in(self, L, x):
+        z, xbc, dt = self.in_proj(L, x)
+        return xbc, (z, dt)
+
+    def ssm_inputs_rows(self, L, act, extras):
+        return (extras[1],)                        # dt before softplus: scan_step applies it
+
+    def ssm_row(self, L, h, act, inputs):
+        return self.scan_step(L, act, inputs[0], h)
+
+    def mixer_out(self, L, y, extras):
+        return self.out_proj(L, y, extras[0])
+
+    def layer_flops(self):
+        cfg = self.cfg
+        d, di, cd, H, N = cfg.hidden_size, cfg.intermediate_size, cfg.conv_dim, cfg.num_heads, cfg.state_size
+        proj = 2 * d * (di + cd + H) + 2 * di * d
+        return proj + 2 * cfg.conv_kernel * cd + 6 * di * N + 4 * di
+
     def initial_state(self):
         cfg = self.cfg
         return MambaState([np.zeros((cfg.conv_dim, cfg.conv_kernel - 1), np.float32)

@@ -184,42 +184,42 @@ def verify_tree(model: MambaLM, state: MambaState, tokens, parent, tile=8, cache
             last_child[p] = i
     states = [MambaState() for _ in range(n_nodes)] if store else None
     caches = [[] for _ in range(n_nodes)] if cache else None
-    tiles = [range(t0, min(n_nodes, t0 + tile)) for t0 in range(0, n_nodes, tile)]
+    tiles = [slice(t0, min(n_nodes, t0 + tile)) for t0 in range(0, n_nodes, tile)]
     peak_live = 0
     for li, L in enumerate(model.layers):
-        u, z = np.empty((2, n_nodes, model.cfg.intermediate_size), np.float32)
-        for idx in tiles:                                         # batched linear layer
-            u[idx.start:idx.stop], z[idx.start:idx.stop] = model.in_proj(L, x[idx.start:idx.stop])
+        parts = [model.mixer_in(L, x[idx]) for idx in tiles]            # batched linear layer
+        pre = np.concatenate([p[0] for p in parts])
+        extras = tuple(np.concatenate([p[1][k] for p in parts]) for k in range(len(parts[0][1])))
         live_conv, live_ssm = {}, {}                              # node -> its state at this layer
-        y = np.empty_like(u)
+        y = None
         for idx in tiles:
-            ua = np.empty((len(idx), u.shape[1]), np.float32)
-            for j, i in enumerate(idx):                           # conv steps, in series
+            nodes = range(idx.start, idx.stop)
+            act = np.empty((len(nodes), pre.shape[1]), np.float32)
+            for j, i in enumerate(nodes):                         # conv steps, in series
                 prev = state.conv[li] if parent[i] < 0 else live_conv[parent[i]]
-                ua[j], live_conv[i] = ops.conv_step(prev, u[i], L["conv_w"], L["conv_b"])
+                act[j], live_conv[i] = ops.conv_step(prev, pre[i], L["conv_w"], L["conv_b"])
                 if store:
                     states[i].conv.append(live_conv[i].copy())
                 if parent[i] >= 0 and last_child.get(parent[i]) == i:
                     live_conv.pop(parent[i])
-            dt, Bm, Cm = model.ssm_inputs(L, ua)                  # batched x_proj / dt_proj
-            for j, i in enumerate(idx):                           # SSM steps, in series
+            inputs = model.ssm_inputs_rows(L, act, tuple(e[idx] for e in extras))   # batched
+            for j, i in enumerate(nodes):                         # SSM steps, in series
                 hprev = state.ssm[li] if parent[i] < 0 else live_ssm[parent[i]]
-                y[i], live_ssm[i] = ops.ssm_step(L["A"], hprev, dt[j], ua[j], Bm[j], Cm[j], L["D"])
+                row = tuple(v[j] for v in inputs)
+                yi, live_ssm[i] = model.ssm_row(L, hprev, act[j], row)
+                if y is None:
+                    y = np.empty((n_nodes,) + yi.shape, np.float32)
+                y[i] = yi
                 if caches is not None:
-                    caches[i].append((u[i].copy(), ua[j].copy(), dt[j].copy(), Bm[j].copy(), Cm[j].copy()))
+                    caches[i].append((pre[i].copy(), act[j].copy(), tuple(v.copy() for v in row)))
                 if store:
                     states[i].ssm.append(live_ssm[i].copy())
                 if parent[i] >= 0 and last_child.get(parent[i]) == i:
                     live_ssm.pop(parent[i])                       # its last child is done
                 peak_live = max(peak_live, len(live_ssm))
         for idx in tiles:
-            x[idx.start:idx.stop] += model.out_proj(L, y[idx.start:idx.stop], z[idx.start:idx.stop])
+            x[idx] += model.mixer_out(L, y[idx], tuple(e[idx] for e in extras))
     return {"logits": model.logits(x), "states": states, "cache": caches, "peak_live_states": peak_live}
-
-
-def _layer_flops(cfg):
-    d, di, n, r, k = cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.dt_rank, cfg.conv_kernel
-    return 2 * d * 2 * di + 2 * k * di + 2 * di * (r + 2 * n) + 2 * r * di + 6 * di * n + 2 * di * d
 
 
 def verify_cost(model: MambaLM, n_nodes, tile, peak_live_states):
@@ -231,7 +231,7 @@ def verify_cost(model: MambaLM, n_nodes, tile, peak_live_states):
     weight_bytes = sum(v.nbytes for key, v in model.w.items() if "layers" in key)
     tiles = -(-n_nodes // tile)
     return {"peak_state_bytes": peak_live_states * layer_state_bytes,
-            "flops": n_nodes * (cfg.num_hidden_layers * _layer_flops(cfg) + 2 * cfg.hidden_size * cfg.vocab_size),
+            "flops": n_nodes * (cfg.num_hidden_layers * model.layer_flops() + 2 * cfg.hidden_size * cfg.vocab_size),
             "bytes_moved": tiles * weight_bytes + model.w["backbone.embeddings.weight"].nbytes
             + 2 * n_nodes * layer_state_bytes * cfg.num_hidden_layers}
 
@@ -241,10 +241,10 @@ def _recompute(model: MambaLM, state: MambaState, path_caches):
     ops = model.ops
     new = state.copy()
     for node_cache in path_caches:
-        for li, (u_pre, ua, dt, B, C) in enumerate(node_cache):
+        for li, (pre, act, inputs) in enumerate(node_cache):
             L = model.layers[li]
-            new.conv[li] = ops.conv_step(new.conv[li], u_pre, L["conv_w"], L["conv_b"])[1]
-            new.ssm[li] = ops.ssm_step(L["A"], new.ssm[li], dt, ua, B, C, L["D"])[1]
+            new.conv[li] = ops.conv_step(new.conv[li], pre, L["conv_w"], L["conv_b"])[1]
+            new.ssm[li] = model.ssm_row(L, new.ssm[li], act, inputs)[1]
     return new
 
 
@@ -263,7 +263,7 @@ def make_draft(target: MambaLM, spec: str, seed=0):
         rng = np.random.default_rng(seed)
         w = {k: (v * (1 + sigma * rng.standard_normal(v.shape))).astype(np.float32)
              if "layers" in k and not k.endswith("A_log") else v for k, v in target.w.items()}
-        return MambaLM(cfg, w)
+        return type(target)(cfg, w)
     if spec.startswith("layers"):
         try:
             n = int(spec[6:])
@@ -274,7 +274,7 @@ def make_draft(target: MambaLM, spec: str, seed=0):
         from dataclasses import replace
         small = replace(cfg, num_hidden_layers=n)
         w = {k: v for k, v in target.w.items() if "layers." not in k or int(k.split(".")[2]) < n}
-        return MambaLM(small, w)
+        return type(target)(small, w)
     raise ValueError(f"draft: unknown {spec!r}; allowed: self, noise<sigma>, layers<N>, or a directory")
 
 
@@ -352,7 +352,8 @@ def speculative_generate(target: MambaLM, draft: MambaLM, prompt, n_tokens, tree
             stats.backtrack_bytes += n_nodes * nbytes
         else:
             S = _recompute(target, S, [v["cache"][i] for i in path])
-            per_node = sum(a.nbytes for entry in v["cache"][0] for a in entry)
+            per_node = sum(pre.nbytes + act.nbytes + sum(a.nbytes for a in inputs)
+                           for pre, act, inputs in v["cache"][0])
             stats.backtrack_bytes += n_nodes * per_node
             stats.backtrack_flops += len(path) * target.cfg.num_hidden_layers * \
                 6 * target.cfg.intermediate_size * target.cfg.state_size

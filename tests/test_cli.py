@@ -108,8 +108,8 @@ BAD = [
     # mamba generate: names, numbers, saved models that are damaged
     (["mamba", "generate", "--model", "nosuch"], "model: unknown model 'nosuch' and no such directory"),
     (["mamba", "generate", "--model", "tiny", "--prompt-text", "def f("], "prompt-text: needs a byte-level model"),
-    (["mamba", "generate", "--model", "mamba2-micro", "--draft", "self"],
-     "draft: speculative decoding runs on Mamba-1 targets so far"),
+    (["mamba", "generate", "--model", "mamba2-micro", "--draft", "py-mamba1-draft"],
+     "draft: vocabulary 256 differs from the target's 16"),
     (["mamba", "generate", "--model", "py-mamba1", "--prompt-text", ""], "prompt-text: must not be empty"),
     (["mamba", "generate", "--prompt", "1,a"], "prompt: expected comma-separated token ids, got '1,a'"),
     (["mamba", "generate", "--prompt", "99999"], "prompt: token ids must be in 0..511"),

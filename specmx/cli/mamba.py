@@ -59,10 +59,7 @@ def cmd_generate(args):
     if args.draft is None:
         tokens, stats = target.greedy(prompt, args.tokens), {"mode": "greedy (no draft)"}
     else:
-        from specmx.models.mamba import PRETRAINED, MambaLM
-        if not isinstance(target, MambaLM):
-            raise UsageError("draft: speculative decoding runs on Mamba-1 targets so far; Mamba-2 "
-                             "decodes greedily (leave out --draft)")
+        from specmx.models.mamba import PRETRAINED
         if Path(args.draft).exists() or args.draft in PRETRAINED:
             draft = load_model(args.draft, "draft")
         else:
