@@ -19,7 +19,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-__all__ = ["TB", "Stream", "StreamSource", "StreamSink", "StreamMonitor", "Scoreboard",
+__all__ = ["TB", "Stream", "StreamSource", "StreamSink", "StreamMonitor", "StreamHarness", "Scoreboard",
            "write_report"]
 
 
@@ -169,6 +169,68 @@ class StreamMonitor:
                     self.errors.append(f"{self.name}: payload changed from {pending:#x} to {payload:#x} "
                                        f"at cycle {self.tb.cycle} while waiting for ready")
             pending = payload if valid and not ready else None
+
+
+class StreamHarness:
+    """Source, sink and protocol monitor of a one-in, one-out stream unit in a single coroutine
+    (the same behaviour as StreamSource + StreamSink + two StreamMonitors, at a quarter of the
+    simulator events per cycle, for long exhaustive runs). Gaps: probability `idle` before a
+    word (never before the first); back-pressure: probability `backpressure` per cycle.
+    Afterwards: `words` received, `first_in`/`last_out` transfer cycles, `starved` (unit ready,
+    nothing offered, after the first word), `held` (result offered, sink not ready), `errors`."""
+
+    def __init__(self, tb, source, sink, words, idle=0.0, backpressure=0.0):
+        self.tb, self.source, self.sink = tb, source, sink
+        self.inputs, self.idle, self.backpressure = [int(w) for w in words], idle, backpressure
+        self.words, self.errors = [], []
+        self.first_in = self.last_out = None
+        self.starved = self.held = 0
+        source.valid.value = 0
+        sink.ready.value = 0
+
+    async def run(self, expected_count, limit):
+        clk, rng, cycle = self.tb.dut.clk, self.tb.rng, 0
+        index, offering, pending = 0, False, None
+        while len(self.words) < expected_count and cycle < limit:
+            await FallingEdge(clk)
+            if not offering and index < len(self.inputs):
+                offering = not (index > 0 and self.idle and rng.random() < self.idle)
+                if offering:
+                    self.source.payload.value = self.inputs[index]
+            self.source.valid.value = int(offering)
+            ready = not (self.backpressure and rng.random() < self.backpressure)
+            self.sink.ready.value = int(ready)
+            await ReadOnly()
+            if int(self.source.ready.value):
+                if offering:
+                    self.first_in = cycle if self.first_in is None else self.first_in
+                    index, offering = index + 1, False
+                elif 0 < index < len(self.inputs):
+                    self.starved += 1
+            valid = int(self.sink.valid.value)
+            payload = int(self.sink.payload.value) if valid else None
+            if pending is not None and payload != pending:
+                self.errors.append(f"output: word {pending:#x} withdrawn or changed at cycle {cycle} "
+                                   "before it was taken")
+            if valid and ready:
+                self.words.append(payload)
+                self.last_out = cycle
+            elif valid:
+                self.held += 1
+            pending = payload if valid and not ready else None
+            cycle += 1
+        await FallingEdge(clk)
+        self.source.valid.value = 0
+        for _ in range(8):                    # an extra result after the last one shows up here
+            await ReadOnly()
+            if int(self.sink.valid.value):
+                self.words.append(int(self.sink.payload.value))
+            await FallingEdge(clk)
+
+    @property
+    def cycles(self):
+        """First input transfer to last output transfer, both included."""
+        return None if self.first_in is None or self.last_out is None else self.last_out - self.first_in + 1
 
 
 class Scoreboard:
