@@ -152,7 +152,7 @@ class FunctionUnit(wiring.Component):
         results = []
         for lane in range(self.lanes):
             pipe = Pipe(m, en)
-            results.append(self._datapath(m, pipe, self.i.payload[32 * lane:32 * (lane + 1)], f"l{lane}_"))
+            results.append(self.datapath(m, pipe, self.i.payload[32 * lane:32 * (lane + 1)], f"l{lane}_"))
             assert pipe.stages == self.latency, (pipe.stages, self.latency)
         result = Cat(*results)
         valid = self.i.valid
@@ -164,7 +164,9 @@ class FunctionUnit(wiring.Component):
         m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(result)]
         return m
 
-    def _datapath(self, m, pipe, x, prefix):
+    def datapath(self, m, pipe, x, prefix=""):
+        """The function on one fp32 word x, registered through `pipe` (`latency` cuts): the
+        result word. Other units embed a function this way (the conv unit's SiLU)."""
         name = self.name
         sign, field, man = x[31], x[23:31], x[:23]
         mag = Cat(man, field.any())                              # 24-bit significand

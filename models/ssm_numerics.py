@@ -42,7 +42,7 @@ from specmx.models.config import FMAConfig
 from specmx.models.fma import fma, fma_wide
 from specmx.models.formats import decode, encode
 
-__all__ = ["HardwareOps", "exact_fma_values"]
+__all__ = ["HardwareOps", "exact_fma_values", "conv_stream"]
 
 
 def _odd(s, e):
@@ -212,3 +212,18 @@ class HardwareOps:
         parts = g.reshape(*g.shape[:-1], groups, -1)
         w = np.asarray(weight).reshape(groups, -1)
         return self._norm(parts, w, eps).reshape(g.shape).astype(np.float32)
+
+
+def conv_stream(ops: HardwareOps, x_bits, w_bits, bias_bits, clear):
+    """The conv unit on a token stream, in bits: x [T, D] fp32 words, w [D, K] and bias [D] bf16
+    words, clear [T] (a new sequence starts at that token). Returns y [T, D] fp32 words."""
+    w, b = decode(w_bits, "bf16"), decode(bias_bits, "bf16")
+    T, D = x_bits.shape
+    state = np.zeros((D, w.shape[1] - 1), np.float32)
+    out = np.empty((T, D), dtype=np.int64)
+    for t in range(T):
+        if clear[t]:
+            state = np.zeros_like(state)
+        y, state = ops.conv_step(state, decode(x_bits[t], "fp32").astype(np.float32), w, b)
+        out[t] = encode(y.astype(np.float64), "fp32")
+    return out

@@ -7,10 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from specmx.models import function_units as fu
-from specmx.models.perf.ssm import function_unit_cycles
+from specmx.models.config import SSMConfig
+from specmx.models.formats import encode
+from specmx.models.perf.ssm import conv_cycles, function_unit_cycles
+from specmx.models.ssm_numerics import HardwareOps, conv_stream
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
 
-__all__ = ["function_vectors", "check_function", "EDGES"]
+__all__ = ["function_vectors", "check_function", "conv_vectors", "check_conv", "EDGES"]
 
 # Range edges of the fp32 function units: zeros, the smallest/largest subnormal and normal, one,
 # the saturation threshold 128 and its neighbours, exp's overflow/underflow thresholds, inf, NaN.
@@ -22,7 +25,7 @@ EDGES = np.array([0x00000000, 0x80000000, 0x00000001, 0x80000001, 0x007FFFFF, 0x
                  dtype=np.int64)
 
 
-def function_vectors(random=10000, seed=0, exhaustive_bf16=True):
+def function_vectors(random=4000, seed=0, exhaustive_bf16=True):
     """fp32 input words: every bf16 pattern widened to fp32 (65536), `random` uniformly random
     32-bit patterns, and the range edges."""
     parts = [np.arange(1 << 16, dtype=np.int64) << 16] if exhaustive_bf16 else []
@@ -47,11 +50,12 @@ def _corrupt(expected, corrupt, seed):
 
 
 def _run_stream_unit(rtl, verilog, toplevel, inputs, expected, lanes, simulator, seed, idle,
-                     backpressure, waves, word_bits=32, optimize="-O1"):
+                     backpressure, waves, word_bits=32, optimize="-O1", beat_limbs=None):
     build_root().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=build_root()) as tmp:
         path = Path(tmp) / "vectors.npz"
-        np.savez(path, inputs=inputs, expected=expected)
+        extra = {} if beat_limbs is None else {"beat_limbs": beat_limbs}
+        np.savez(path, inputs=inputs, expected=expected, **extra)
         result = run_cocotb(rtl, toplevel, "specmx.sim.tb_stream_unit",
                             {"SPECMX_VECTORS": path, "SPECMX_SEED": seed, "SPECMX_IDLE": idle,
                              "SPECMX_BACKPRESSURE": backpressure, "SPECMX_LANES": lanes,
@@ -83,6 +87,72 @@ def check_function(name, inputs=None, lanes=1, simulator="verilator", seed=0, id
     report = _run_stream_unit(rtl, verilog, f"fu_{name}", inputs, expected, lanes, simulator, seed,
                               idle, backpressure, waves)
     pred = cycle_model(name, len(inputs), report["starved"], report["held"], lanes)
+    report["predicted_cycles"] = pred.total
+    report["cycles_match"] = report["cycles"] == pred.total
+    report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])
+    return report
+
+
+def conv_vectors(ssm: SSMConfig, tokens, seed=0, corners=True):
+    """Inputs of a conv-unit run: x [T, D] fp32 words, w [D, K] and bias [D] bf16 words, clear
+    [T]. Random normal values; with `corners`, tokens of zeros, of large values (1e30), of
+    subnormals, one with a NaN and an inf, and a clear in the middle of the stream."""
+    rng = np.random.default_rng(seed)
+    D, K = ssm.d_inner, ssm.kernel
+    x = rng.standard_normal((tokens, D)) * 2.0
+    clear = np.zeros(tokens, dtype=np.int64)
+    clear[0] = 1
+    if corners and tokens >= 8:
+        x[1] = 0.0
+        x[2] = rng.choice([-1, 1], D) * 1e30
+        x[3] = rng.standard_normal(D) * 1e-40           # fp32 subnormals
+        x[4, 0], x[4, -1] = np.nan, -np.inf
+        clear[tokens // 2] = 1
+    w = encode(rng.standard_normal((D, K)) * 0.5, "bf16")
+    bias = encode(rng.standard_normal(D) * 0.1, "bf16")
+    return encode(x, "fp32"), w, bias, clear
+
+
+def _pack_conv_beats(ssm, x, w, bias, clear):
+    """Input beats as 64-bit limbs: per lane x | w[0..K-1] | bias, then the clear bit."""
+    K, L = ssm.kernel, ssm.lanes
+    lane_bits = 48 + 16 * K
+    beats = []
+    for t in range(x.shape[0]):
+        for g in range(ssm.d_inner // L):
+            beat = 0
+            for lane in range(L):
+                c = g * L + lane
+                word = int(x[t, c]) | (int(bias[c]) << (32 + 16 * K))
+                for k in range(K):
+                    word |= int(w[c, k]) << (32 + 16 * k)
+                beat |= word << (lane * lane_bits)
+            beats.append(beat | (int(clear[t]) << (L * lane_bits)))
+    limbs = -(-(L * lane_bits + 1) // 64)
+    return np.array([[(b >> (64 * i)) & ((1 << 64) - 1) for i in range(limbs)] for b in beats], dtype=np.uint64)
+
+
+@functools.lru_cache(maxsize=8)
+def _conv_rtl(ssm):
+    from specmx.hdl.conv import ConvUnit
+    rtl = ConvUnit(ssm)
+    return rtl, to_verilog(rtl, "conv")
+
+
+def check_conv(ssm: SSMConfig, tokens=24, simulator="verilator", seed=0, idle=0.0, backpressure=0.0,
+               corrupt=0, corners=True, waves=None, cycle_model=conv_cycles):
+    """Simulate the conv unit of `ssm` on `tokens` tokens (`conv_vectors`) and compare every
+    output word with the hardware numerics model and the cycles with the cycle model (negative
+    controls: `corrupt`, `cycle_model`). Returns the report with `predicted_cycles`,
+    `cycles_match` and `ok`."""
+    x, w, bias, clear = conv_vectors(ssm, tokens, seed, corners)
+    expected = conv_stream(HardwareOps(ssm.fma, ssm.lanes), x, w, bias, clear).reshape(-1)
+    expected = _corrupt(expected, corrupt, seed)
+    rtl, verilog = _conv_rtl(ssm)
+    report = _run_stream_unit(rtl, verilog, "conv", x.reshape(-1), expected, ssm.lanes, simulator, seed,
+                              idle, backpressure, waves, optimize="-O0",      # short runs: build fast
+                              beat_limbs=_pack_conv_beats(ssm, x, w, bias, clear))
+    pred = cycle_model(ssm, tokens, report["starved"], report["held"])
     report["predicted_cycles"] = pred.total
     report["cycles_match"] = report["cycles"] == pred.total
     report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])

@@ -1,7 +1,9 @@
 """cocotb testbench for single-stream units (`i` in, `o` out), built from `sim.streams`.
 
 Words come from $SPECMX_VECTORS (npz: inputs, expected), $SPECMX_LANES words of
-$SPECMX_WORD_BITS bits per beat (lane 0 in the low bits). A `StreamHarness` feeds them with
+$SPECMX_WORD_BITS bits per beat (lane 0 in the low bits), or as whole input beats the host
+packed (`beat_limbs`, 64-bit limbs) when the input is a structure; results are always
+$SPECMX_LANES words of $SPECMX_WORD_BITS bits per beat. A `StreamHarness` feeds them with
 random gaps (probability $SPECMX_IDLE), takes results with random back-pressure (probability
 $SPECMX_BACKPRESSURE) and checks that a result offered and not taken stays offered unchanged; a
 scoreboard compares every result bit for bit. The report gives the cycles from the first input
@@ -22,7 +24,10 @@ async def unit_matches_golden(dut):
     v = np.load(os.environ["SPECMX_VECTORS"])
     inputs, expected = v["inputs"], v["expected"]
     lanes, bits = int(os.environ.get("SPECMX_LANES", "1")), int(os.environ.get("SPECMX_WORD_BITS", "32"))
-    beats = [sum(int(w) << (bits * i) for i, w in enumerate(row)) for row in inputs.reshape(-1, lanes)]
+    if "beat_limbs" in v:       # beats the host packed itself (64-bit limbs, low limb first)
+        beats = [sum(int(x) << (64 * i) for i, x in enumerate(row)) for row in v["beat_limbs"]]
+    else:
+        beats = [sum(int(w) << (bits * i) for i, w in enumerate(row)) for row in inputs.reshape(-1, lanes)]
     tb = TB(dut)
     harness = StreamHarness(tb, tb.stream("i"), tb.stream("o"), beats, float(os.environ.get("SPECMX_IDLE", "0")),
                             float(os.environ.get("SPECMX_BACKPRESSURE", "0")))

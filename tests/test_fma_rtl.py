@@ -21,12 +21,17 @@ CONFIGS = [
 ]
 
 
+# `make test` simulates these seven (every format, policy, rounding, subnormal mode and pipeline
+# depth 0..5 among them); `make regress` runs all ten with 1M vectors each.
+QUICK = [CONFIGS[i] for i in (0, 2, 3, 4, 6, 7, 8)]
+
+
 def _ids(case):
     cfg, stages = case
     return f"{cfg.name}-s{stages}"
 
 
-@pytest.mark.parametrize("case", CONFIGS, ids=_ids)
+@pytest.mark.parametrize("case", QUICK, ids=_ids)
 def test_rtl_matches_golden(case):
     cfg, stages = case
     report = check_fma(cfg, vectors=20000, stages=stages, stall=0.05, seed=1)

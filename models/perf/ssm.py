@@ -9,7 +9,7 @@ output transfer, both included.
 
 from dataclasses import dataclass
 
-__all__ = ["FUNCTION_LATENCY", "UnitCycles", "function_unit_cycles"]
+__all__ = ["FUNCTION_LATENCY", "UnitCycles", "function_unit_cycles", "conv_latency", "conv_cycles"]
 
 # Pipeline registers from input to output of each function unit (`hdl.function_unit`).
 FUNCTION_LATENCY = {"exp": 4, "rsqrt": 4, "softplus": 5, "sigmoid": 5, "silu": 5}
@@ -34,4 +34,17 @@ def function_unit_cycles(name, n, starved=0, held=0, lanes=1):
     if n < 1:
         raise ValueError(f"n: must be >= 1, got {n}")
     busy = -(-n // lanes) + FUNCTION_LATENCY[name]
+    return UnitCycles(busy + starved + held, busy, starved, held)
+
+
+def conv_latency(ssm):
+    """Conv unit pipeline: one registered FMA per tap, then the SiLU unit."""
+    return ssm.kernel + FUNCTION_LATENCY["silu"]
+
+
+def conv_cycles(ssm, tokens, starved=0, held=0):
+    """`tokens` tokens through the conv unit of `ssm`: d_inner / lanes beats per token."""
+    if tokens < 1:
+        raise ValueError(f"tokens: must be >= 1, got {tokens}")
+    busy = tokens * (ssm.d_inner // ssm.lanes) + conv_latency(ssm)
     return UnitCycles(busy + starved + held, busy, starved, held)

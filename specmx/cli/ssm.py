@@ -14,7 +14,7 @@ from specmx.spec import with_fields
 
 __all__ = ["register", "UNITS"]
 
-UNITS = FUNCTIONS
+UNITS = FUNCTIONS + ("conv",)
 
 
 def ssm_from_args(args):
@@ -30,18 +30,35 @@ def _probability(name, value):
         raise UsageError(f"{name}: must be a probability in 0..1 (exclusive of 1), got {value}")
 
 
-def cmd_check(args):
-    from specmx.sim.ssm_check import check_function, function_vectors
-    ssm = ssm_from_args(args)
+def _unit_shape(args, ssm):
+    """Limits of the RTL units (what a simulation can take), checked before anything runs."""
     bounded("lanes", ssm.lanes, 1, 16)
+    if args.unit == "conv":
+        if ssm.d_inner % ssm.lanes:
+            raise UsageError(f"lanes: must divide d_inner={ssm.d_inner}, got {ssm.lanes}")
+        if ssm.fma.in_fmt != "bf16":
+            raise UsageError(f"in_fmt: the conv unit takes bf16 operands; allowed: bf16, got {ssm.fma.in_fmt}")
+        bounded("d_inner", ssm.d_inner, 1, 4096)
+        bounded("kernel", ssm.kernel, 1, 8)
+
+
+def cmd_check(args):
+    from specmx.sim.ssm_check import check_conv, check_function, function_vectors
+    ssm = ssm_from_args(args)
+    _unit_shape(args, ssm)
     bounded("vectors", args.vectors, 0, 10_000_000)
+    bounded("tokens", args.tokens, 1, 100_000)
     _probability("idle", args.idle)
     _probability("backpressure", args.backpressure)
     check_simulator(args.sim)
     t0 = time.perf_counter()
-    words = function_vectors(random=args.vectors, seed=args.seed)
-    report = check_function(args.unit, words, ssm.lanes, args.sim, args.seed, args.idle,
-                            args.backpressure, waves=args.waves or None)
+    if args.unit == "conv":
+        report = check_conv(ssm, args.tokens, args.sim, args.seed, args.idle, args.backpressure,
+                            waves=args.waves or None)
+    else:
+        words = function_vectors(random=args.vectors, seed=args.seed)
+        report = check_function(args.unit, words, ssm.lanes, args.sim, args.seed, args.idle,
+                                args.backpressure, waves=args.waves or None)
     if report.get("mismatches") is None:
         raise RuntimeError(f"sim: the simulation did not complete; log in {report['log_dir']}")
     print(f"{report['vectors']} vectors, {report['mismatches']} mismatches ({args.unit}, {ssm.lanes} lanes, "
@@ -54,12 +71,14 @@ def cmd_check(args):
 
 
 def cmd_synth(args):
+    from specmx.hdl.conv import ConvUnit
     from specmx.hdl.function_unit import FunctionUnit
     from specmx.synth import synthesize
     ssm = ssm_from_args(args)
-    bounded("lanes", ssm.lanes, 1, 16)
+    _unit_shape(args, ssm)
     result = {"unit": args.unit, "lanes": ssm.lanes, "config": ssm.fma.name}
-    result.update(synthesize(FunctionUnit(args.unit, ssm.lanes), f"fu_{args.unit}", fmax=not args.no_fmax))
+    rtl = ConvUnit(ssm) if args.unit == "conv" else FunctionUnit(args.unit, ssm.lanes)
+    result.update(synthesize(rtl, args.unit, fmax=not args.no_fmax))
     return save_result(result, Path(args.out) / f"synth_ssm_{args.unit}_l{ssm.lanes}.json", args.json)
 
 
@@ -80,8 +99,10 @@ def register(nouns, formatter):
     p = verbs.add_parser("check", help="simulate a unit against its hardware numerics and cycle model",
                          formatter_class=formatter)
     _add_unit_options(p)
-    p.add_argument("--vectors", type=int, default=10000, metavar="N",
-                   help="random fp32 words on top of every bf16 input and the range edges")
+    p.add_argument("--vectors", type=int, default=4000, metavar="N",
+                   help="function units: random fp32 words on top of every bf16 input and the range edges")
+    p.add_argument("--tokens", type=int, default=24, metavar="N",
+                   help="conv: tokens in the stream (random values with corner tokens)")
     p.add_argument("--idle", type=float, default=0.1, metavar="P", help="probability of a source gap")
     p.add_argument("--backpressure", type=float, default=0.1, metavar="P",
                    help="probability the sink is not ready")

@@ -1,0 +1,130 @@
+"""Depthwise causal conv1d unit with bias and SiLU (the Mamba mixer's short convolution).
+
+Per channel c and token t: y = silu(b[c] + sum_k w[c, k] * x[t - K + 1 + k]), in the hardware
+numerics of `models.ssm_numerics.HardwareOps.conv_step`: the input word (fp32) is rounded to
+the operand format on entry, the bias enters the accumulator as an fp32 word, the K
+multiply-adds run oldest tap first through specmx's FMA, and the SiLU is the function unit.
+
+Stream protocol: one beat per `lanes` channels, channel groups in order 0..G-1 (G = d_inner /
+lanes) for each token, then the next token. A beat carries, per lane, the input word, the K
+weights and the bias (streamed from the weight buffer, as a decode step reads a layer's
+weights), plus one `clear` bit that starts a new sequence (the window reads as zeros). The
+window of the last K-1 inputs of every channel lives in an on-chip memory (G words of
+lanes * (K-1) operands), read and written back in the cycle the beat is taken.
+
+Pipeline: K FMA stages (one registered FMA each, operands delayed alongside) and the SiLU
+unit's stages; latency K + 5, one beat per cycle, a refused result stalls everything.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from specmx.hdl.fma import FMA
+from specmx.hdl.function_unit import FunctionUnit, Pipe
+from specmx.models.config import SSMConfig
+
+__all__ = ["ConvUnit", "round_to_operand", "conv_layout"]
+
+
+def round_to_operand(m, x, name):
+    """fp32 word -> bf16 word, round to nearest even (NaN -> canonical quiet NaN): the rule for a
+    value that feeds a multiplier."""
+    rounded = Signal(33, name=f"{name}_rnd")
+    m.d.comb += rounded.eq(x + 0x7FFF + x[16])
+    nan = (x[23:31] == 0xFF) & x[:23].any()
+    out = Signal(16, name=f"{name}_bf16")
+    m.d.comb += out.eq(rounded[16:32])
+    with m.If(nan):
+        m.d.comb += out.eq(0x7FC0)
+    return out
+
+
+def conv_layout(ssm: SSMConfig):
+    """The input beat: per lane {x: fp32, w: K bf16, bias: bf16}, then the clear bit."""
+    lane = data.StructLayout({"x": 32, "w": data.ArrayLayout(16, ssm.kernel), "bias": 16})
+    return data.StructLayout({"lanes": data.ArrayLayout(lane, ssm.lanes), "clear": 1})
+
+
+class ConvUnit(wiring.Component):
+    """Depthwise conv1d + bias + SiLU over `ssm.lanes` channels per cycle.
+
+    Parameters
+    ----------
+    ssm : SSMConfig
+        d_inner (a multiple of lanes), kernel K, lanes, and the FMA arithmetic (bf16 operands).
+
+    Members
+    -------
+    i : In(stream of conv_layout(ssm))
+    o : Out(stream of lanes x fp32 words)
+    """
+
+    def __init__(self, ssm: SSMConfig):
+        if not isinstance(ssm, SSMConfig):
+            raise TypeError(f"ssm must be an SSMConfig, not {ssm!r}")
+        if ssm.d_inner % ssm.lanes:
+            raise ValueError(f"lanes: must divide d_inner={ssm.d_inner}, got {ssm.lanes}")
+        if ssm.fma.in_fmt != "bf16":
+            raise ValueError(f"fma.in_fmt: the conv unit takes bf16 operands; allowed: bf16, got {ssm.fma.in_fmt!r}")
+        self.ssm = ssm
+        self.groups = ssm.d_inner // ssm.lanes
+        self.latency = ssm.kernel + FunctionUnit("silu").latency
+        super().__init__({"i": In(stream.Signature(conv_layout(ssm))),
+                          "o": Out(stream.Signature(32 * ssm.lanes))})
+
+    def elaborate(self, platform):
+        m = Module()
+        ssm, K, L = self.ssm, self.ssm.kernel, self.ssm.lanes
+        en = Signal()
+        take = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en),
+                     take.eq(self.i.valid & en)]
+
+        # channel-group counter and the window memory
+        group = Signal(range(max(self.groups, 2)))
+        with m.If(take):
+            m.d.sync += group.eq(Mux(group == self.groups - 1, 0, group + 1))
+        width = L * (K - 1) * 16
+        m.submodules.window = mem = Memory(shape=max(width, 1), depth=self.groups, init=[])
+        rd = mem.read_port(domain="comb")
+        wr = mem.write_port()
+        m.d.comb += [rd.addr.eq(group), wr.addr.eq(group), wr.en.eq(take)]
+
+        beat = self.i.payload
+        results, new_windows = [], []
+        silu = FunctionUnit("silu")
+        silu._MustUse__silence = True        # only its datapath is embedded, never elaborated
+        for lane in range(L):
+            p = beat.lanes[lane]
+            x = round_to_operand(m, p.x, f"l{lane}_x")
+            old = rd.data[lane * (K - 1) * 16:(lane + 1) * (K - 1) * 16] if K > 1 else Const(0, 0)
+            taps = [Mux(beat.clear, 0, old[k * 16:(k + 1) * 16]) for k in range(K - 1)] + [x]
+            new_windows.append(Cat(*taps[1:]))
+            acc = Cat(Const(0, 16), p.bias)                     # bf16 -> fp32 is exact
+            operands = [(p.w[k], taps[k]) for k in range(K)]
+            for k in range(K):
+                fma = FMA(ssm.fma, stages=1)
+                m.submodules[f"l{lane}_fma{k}"] = fma
+                a, b = operands[k]
+                m.d.comb += [fma.a.eq(a), fma.b.eq(b), fma.c.eq(acc), fma.en.eq(en), fma.valid.eq(1)]
+                acc = fma.r
+                delayed = []                                    # later taps travel one stage on
+                for a2, b2 in operands[k + 1:]:
+                    ra, rb = Signal(16, name=f"l{lane}_a{k}"), Signal(16, name=f"l{lane}_b{k}")
+                    with m.If(en):
+                        m.d.sync += [ra.eq(a2), rb.eq(b2)]
+                    delayed.append((ra, rb))
+                operands = operands[:k + 1] + delayed
+            results.append(silu.datapath(m, Pipe(m, en), acc, f"l{lane}_"))
+        m.d.comb += wr.data.eq(Cat(*new_windows))
+
+        valid = self.i.valid
+        for _ in range(self.latency):
+            reg = Signal()
+            with m.If(en):
+                m.d.sync += reg.eq(valid)
+            valid = reg
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(Cat(*results))]
+        return m
