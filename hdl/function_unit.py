@@ -126,7 +126,8 @@ class FunctionUnit(wiring.Component):
 
     Parameters
     ----------
-    name : {"exp", "softplus", "sigmoid", "silu", "rsqrt"}
+    name : {"exp", "softplus", "sigmoid", "silu", "rsqrt"}, or a tuple of them, one per lane
+        (a mixed unit: lane l computes name[l]; shorter pipelines are delayed to the longest).
     lanes : int
         Words per beat (lane l holds bits 32l..32l+31), each with its own datapath.
 
@@ -137,12 +138,17 @@ class FunctionUnit(wiring.Component):
     """
 
     def __init__(self, name, lanes=1):
-        if name not in FUNCTIONS:
-            raise ValueError(f"unit: unknown function {name!r}; allowed: {', '.join(FUNCTIONS)}")
         if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= 64:
             raise ValueError(f"lanes: must be an integer in 1..64, got {lanes!r}")
-        self.name, self.lanes = name, lanes
-        self.latency = FUNCTION_LATENCY[name]
+        names = tuple(name) if isinstance(name, (tuple, list)) else (name,) * lanes
+        if len(names) != lanes:
+            raise ValueError(f"unit: {len(names)} functions for {lanes} lanes")
+        for n in names:
+            if n not in FUNCTIONS:
+                raise ValueError(f"unit: unknown function {n!r}; allowed: {', '.join(FUNCTIONS)}")
+        self.names, self.lanes = names, lanes
+        self.name = names[0] if len(set(names)) == 1 else "+".join(names)
+        self.latency = max(FUNCTION_LATENCY[n] for n in names)
         super().__init__({"i": In(stream.Signature(32 * lanes)), "o": Out(stream.Signature(32 * lanes))})
 
     def elaborate(self, platform):
@@ -150,10 +156,15 @@ class FunctionUnit(wiring.Component):
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
         results = []
-        for lane in range(self.lanes):
+        for lane, name in enumerate(self.names):
+            unit = self if len(set(self.names)) == 1 else FunctionUnit(name)
+            unit._MustUse__silence = True
             pipe = Pipe(m, en)
-            results.append(self.datapath(m, pipe, self.i.payload[32 * lane:32 * (lane + 1)], f"l{lane}_"))
-            assert pipe.stages == self.latency, (pipe.stages, self.latency)
+            r = unit.datapath(m, pipe, self.i.payload[32 * lane:32 * (lane + 1)], f"l{lane}_")
+            assert pipe.stages == FUNCTION_LATENCY[name], (pipe.stages, name)
+            for k in range(self.latency - pipe.stages):             # align with the longest lane
+                r = pipe.cut(f"l{lane}_align{k}", r=r)["r"]
+            results.append(r)
         result = Cat(*results)
         valid = self.i.valid
         for _ in range(self.latency):

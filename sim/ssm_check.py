@@ -38,7 +38,7 @@ def function_vectors(random=4000, seed=0, exhaustive_bf16=True):
 def _function_rtl(name, lanes):
     from specmx.hdl.function_unit import FunctionUnit   # keep Amaranth out of model-only imports
     rtl = FunctionUnit(name, lanes)
-    return rtl, to_verilog(rtl, f"fu_{name}")
+    return rtl, to_verilog(rtl, "fu")
 
 
 
@@ -75,18 +75,27 @@ def check_function(name, inputs=None, lanes=1, simulator="verilator", seed=0, id
     `function_vectors`, padded with +0 to whole beats) and compare every result with the golden
     model and the measured cycles with the cycle model.
 
-    `corrupt` flips a bit of that many expected words and `cycle_model` replaces the cycle
-    model (negative controls). Returns the testbench report plus `predicted_cycles`,
-    `cycles_match` and `ok` (bits and cycles right)."""
-    if name not in fu.FUNCTIONS:
-        raise ValueError(f"unit: unknown function {name!r}; allowed: {', '.join(fu.FUNCTIONS)}")
+    `name` may be a tuple of functions, one per lane: every input word then goes through every
+    lane (one build and one run check them all). `corrupt` flips a bit of that many expected
+    words and `cycle_model` replaces the cycle model (negative controls). Returns the testbench
+    report plus `predicted_cycles`, `cycles_match` and `ok` (bits and cycles right)."""
+    names = tuple(name) if isinstance(name, (tuple, list)) else None
+    for one in names or (name,):
+        if one not in fu.FUNCTIONS:
+            raise ValueError(f"unit: unknown function {one!r}; allowed: {', '.join(fu.FUNCTIONS)}")
     inputs = function_vectors(seed=seed) if inputs is None else np.asarray(inputs, dtype=np.int64)
-    inputs = np.concatenate([inputs, np.zeros(-len(inputs) % lanes, dtype=np.int64)])
-    expected = _corrupt(fu.evaluate(name, inputs), corrupt, seed)
-    rtl, verilog = _function_rtl(name, lanes)
-    report = _run_stream_unit(rtl, verilog, f"fu_{name}", inputs, expected, lanes, simulator, seed,
+    if names:
+        lanes = len(names)
+        words = np.repeat(inputs, lanes)                        # word j of beat i = inputs[i]
+        expected = np.stack([fu.evaluate(one, inputs) for one in names], axis=1).reshape(-1)
+    else:
+        words = np.concatenate([inputs, np.zeros(-len(inputs) % lanes, dtype=np.int64)])
+        expected = fu.evaluate(name, words)
+    expected = _corrupt(expected, corrupt, seed)
+    rtl, verilog = _function_rtl(names or name, lanes)
+    report = _run_stream_unit(rtl, verilog, "fu", words, expected, lanes, simulator, seed,
                               idle, backpressure, waves)
-    pred = cycle_model(name, len(inputs), report["starved"], report["held"], lanes)
+    pred = cycle_model(names or name, len(words), report["starved"], report["held"], lanes)
     report["predicted_cycles"] = pred.total
     report["cycles_match"] = report["cycles"] == pred.total
     report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])

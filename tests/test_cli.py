@@ -106,6 +106,15 @@ BAD = [
     (["gemm", "synth", "--rows", "17"], "rows: must be 1..16, got 17"),
     (["gemm", "synth", "--device", "12k"], "argument --device: invalid choice: '12k'"),
     # mamba generate: names, numbers, saved models that are damaged
+    # ssm check/synth: units, formats, shapes
+    (["ssm", "check", "--unit", "tanh"], "argument --unit: invalid choice: 'tanh'"),
+    (["ssm", "check", "--unit", "exp", "--acc", "bf16"], "fma.acc_fmt: the SSM datapath keeps its state and function units in fp32"),
+    (["ssm", "check", "--unit", "exp", "--family", "mamba2", "--d-inner", "16", "--heads", "3"], "heads: must divide d_inner=16, got 3"),
+    (["ssm", "check", "--unit", "conv", "--d-inner", "6", "--lanes", "4"], "lanes: must divide d_inner=6, got 4"),
+    (["ssm", "check", "--unit", "conv", "--in", "fp16"], "in_fmt: the conv unit takes bf16 operands"),
+    (["ssm", "check", "--unit", "exp", "--lanes", "17"], "lanes: must be 1..16, got 17"),
+    (["ssm", "synth", "--unit", "conv", "--kernel", "9"], "kernel: must be 1..8, got 9"),
+    (["ssm", "check", "--unit", "exp", "--idle", "1.5"], "idle: must be a probability"),
     (["mamba", "generate", "--model", "nosuch"], "model: unknown model 'nosuch' and no such directory"),
     (["mamba", "generate", "--model", "tiny", "--prompt-text", "def f("], "prompt-text: needs a byte-level model"),
     (["mamba", "generate", "--model", "mamba2-micro", "--draft", "py-mamba1-draft"],

@@ -72,35 +72,49 @@ def test_tables_are_exact_rationals_rounded_once():
     assert fu.segment_table("rsqrt").shape == (256, 4)
 
 
-@pytest.mark.parametrize("name", fu.FUNCTIONS)
-def test_rtl_matches_golden_on_every_bf16_input(name):
-    """sigmoid runs with two lanes (65536 + 10000 + 30 words padded to whole beats)."""
-    lanes = 2 if name == "sigmoid" else 1
-    report = check_function(name, lanes=lanes, idle=0.1, backpressure=0.1, seed=5)
-    assert report["vectors"] >= 65536 + 4000
+def test_rtl_matches_golden_on_every_bf16_input():
+    """All five units side by side (one lane each, shorter pipelines delayed to the longest),
+    every input word into every lane: one build and one run check them all."""
+    report = check_function(fu.FUNCTIONS, idle=0.1, backpressure=0.1, seed=5)
+    assert report["vectors"] >= 5 * (65536 + 4000)
     assert report["mismatches"] == 0, report["first_mismatches"]
     assert report["cycles_match"], (report["cycles"], report["predicted_cycles"])
     assert report["ok"] and not report["protocol_errors"]
 
 
-def test_rtl_lanes_and_full_throughput():
-    """Two lanes, source always valid and sink always ready: ceil(n/2) + latency cycles."""
+def test_rtl_full_throughput():
+    """Source always valid and sink always ready: one beat per cycle, n + latency cycles."""
     words = function_vectors(random=3000, exhaustive_bf16=False)
-    report = check_function("sigmoid", inputs=words, lanes=2)
+    report = check_function(fu.FUNCTIONS, inputs=words)
     assert report["ok"], report["first_mismatches"]
-    assert report["cycles"] == -(-len(words) // 2) + 5 and report["starved"] == report["held"] == 0
+    assert report["cycles"] == len(words) + 5 and report["starved"] == report["held"] == 0
 
 
 def test_rtl_check_negative_controls():
     """Corrupted expected words are each reported; a cycle model one cycle off fails the check."""
     words = function_vectors(random=2000, exhaustive_bf16=False)
-    bad = check_function("exp", inputs=words, corrupt=3)
+    bad = check_function(fu.FUNCTIONS, inputs=words, corrupt=3)
     assert bad["mismatches"] == 3 and not bad["ok"]
-    off = check_function("exp", inputs=words, backpressure=0.2,
+    off = check_function(fu.FUNCTIONS, inputs=words, backpressure=0.2,
                          cycle_model=lambda *a: _off_by_one(function_unit_cycles(*a)))
     assert off["mismatches"] == 0 and not off["cycles_match"] and not off["ok"]
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("name", fu.FUNCTIONS)
+def test_rtl_single_function_two_lanes(name):
+    report = check_function(name, lanes=2, idle=0.1, backpressure=0.1, seed=6)
+    assert report["ok"], report["first_mismatches"]
 
 
 def _off_by_one(cycles):
     from dataclasses import replace
     return replace(cycles, total=cycles.total + 1)
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("name", fu.FUNCTIONS)
+def test_rtl_matches_golden_on_1m_random_fp32(name):
+    report = check_function(name, inputs=function_vectors(random=1_000_000, seed=11, exhaustive_bf16=False),
+                            idle=0.05, backpressure=0.05, seed=11)
+    assert report["ok"], (report["first_mismatches"], report["cycles"], report["predicted_cycles"])

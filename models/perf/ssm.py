@@ -27,13 +27,16 @@ class UnitCycles:
 
 
 def function_unit_cycles(name, n, starved=0, held=0, lanes=1):
-    """n words through function unit `name` with `lanes` words per beat: ceil(n / lanes) beats
-    + latency cycles, plus one per bubble and stall."""
-    if name not in FUNCTION_LATENCY:
-        raise ValueError(f"unit: unknown function {name!r}; allowed: {', '.join(FUNCTION_LATENCY)}")
+    """n words through function unit `name` (or a tuple of names, one per lane: the longest
+    pipeline sets the latency) with `lanes` words per beat: ceil(n / lanes) beats + latency
+    cycles, plus one per bubble and stall."""
+    names = tuple(name) if isinstance(name, (tuple, list)) else (name,)
+    for one in names:
+        if one not in FUNCTION_LATENCY:
+            raise ValueError(f"unit: unknown function {one!r}; allowed: {', '.join(FUNCTION_LATENCY)}")
     if n < 1:
         raise ValueError(f"n: must be >= 1, got {n}")
-    busy = -(-n // lanes) + FUNCTION_LATENCY[name]
+    busy = -(-n // lanes) + max(FUNCTION_LATENCY[one] for one in names)
     return UnitCycles(busy + starved + held, busy, starved, held)
 
 
