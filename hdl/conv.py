@@ -21,7 +21,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from specmx.hdl.fma import FMA
+from specmx.hdl.fma import FMA, delay_valid
 from specmx.hdl.function_unit import FunctionUnit, Pipe
 from specmx.models.config import SSMConfig
 
@@ -120,11 +120,6 @@ class ConvUnit(wiring.Component):
             results.append(silu.datapath(m, Pipe(m, en), acc, f"l{lane}_"))
         m.d.comb += wr.data.eq(Cat(*new_windows))
 
-        valid = self.i.valid
-        for _ in range(self.latency):
-            reg = Signal()
-            with m.If(en):
-                m.d.sync += reg.eq(valid)
-            valid = reg
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(Cat(*results))]
+        m.d.comb += [self.o.valid.eq(delay_valid(m, en, self.i.valid, self.latency)),
+                     self.o.payload.eq(Cat(*results))]
         return m

@@ -29,14 +29,29 @@ class _Pipeline:
     def cut(self, name, **values):
         if name not in self.cuts:
             return values
-        out = {}
-        for key, value in values.items():
-            value = Value.cast(value)
-            reg = Signal(value.shape(), name=f"{name}_{key}")
-            with self.m.If(self.enable):
-                self.m.d.sync += reg.eq(value)
-            out[key] = reg
-        return out
+        return register(self.m, self.enable, name, values)
+
+
+def register(m, enable, name, values):
+    """One register per value (named `<name>_<key>`), loaded while `enable` is high."""
+    out = {}
+    for key, value in values.items():
+        value = Value.cast(value)
+        reg = Signal(value.shape(), name=f"{name}_{key}")
+        with m.If(enable):
+            m.d.sync += reg.eq(value)
+        out[key] = reg
+    return out
+
+
+def delay_valid(m, enable, valid, cycles):
+    """`valid` delayed by `cycles` enabled clock edges (the valid bit of a stalling pipeline)."""
+    for _ in range(cycles):
+        reg = Signal()
+        with m.If(enable):
+            m.d.sync += reg.eq(valid)
+        valid = reg
+    return valid
 
 
 def unpack_internal(bits, ifmt):
@@ -242,13 +257,7 @@ class FMA(wiring.Component):
         cuts = set(PREFERENCE[:self.stages])
         pipe = _Pipeline(m, cuts, self.en)
         m.d.comb += self.r.eq(fma_datapath(m, self.cfg, self.a, self.b, self.c, pipe))
-        valid = self.valid
-        for _ in range(self.stages):
-            reg = Signal()
-            with m.If(self.en):
-                m.d.sync += reg.eq(valid)
-            valid = reg
-        m.d.comb += self.r_valid.eq(valid)
+        m.d.comb += self.r_valid.eq(delay_valid(m, self.en, self.valid, self.stages))
         return m
 
 

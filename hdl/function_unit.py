@@ -13,13 +13,13 @@ lost or reordered. Latency: `FunctionUnit(name).latency` cycles.
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from specmx.hdl.arith import leading_zeros
-from specmx.hdl.fma import EXP, align, normalize_shift, round_pack
+from specmx.hdl.fma import EXP, align, delay_valid, normalize_shift, register, round_pack
 from specmx.models import function_tables as fu
 from specmx.models.formats import FORMATS
 from specmx.models.perf.ssm import FUNCTION_LATENCY
@@ -38,14 +38,7 @@ class Pipe:
 
     def cut(self, name, **values):
         self.stages += 1
-        out = {}
-        for key, value in values.items():
-            value = Value.cast(value)
-            reg = Signal(value.shape(), name=f"{name}_{key}")
-            with self.m.If(self.en):
-                self.m.d.sync += reg.eq(value)
-            out[key] = reg
-        return out
+        return register(self.m, self.en, name, values)
 
 
 @dataclass(frozen=True)
@@ -166,13 +159,8 @@ class FunctionUnit(wiring.Component):
                 r = pipe.cut(f"l{lane}_align{k}", r=r)["r"]
             results.append(r)
         result = Cat(*results)
-        valid = self.i.valid
-        for _ in range(self.latency):
-            reg = Signal()
-            with m.If(en):
-                m.d.sync += reg.eq(valid)
-            valid = reg
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(result)]
+        m.d.comb += [self.o.valid.eq(delay_valid(m, en, self.i.valid, self.latency)),
+                     self.o.payload.eq(result)]
         return m
 
     def datapath(self, m, pipe, x, prefix=""):
