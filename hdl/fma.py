@@ -10,6 +10,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from specmx.models.config import FMAConfig
+from specmx.models.fma import WideView
 from specmx.hdl.arith import grouped_leading_zeros, leading_zeros, max_signed, unpack_ieee
 
 __all__ = ["FMA", "fma_datapath", "CUT_POINTS", "ieee_to_internal"]
@@ -84,7 +85,7 @@ def fma_datapath(m, cfg: FMAConfig, a, b, c, pipe: _Pipeline):
 
     # 1. unpack + exact product
     sa, sig_a, ea, nan_a, inf_a = unpack_ieee(a, in_f, daz, EXP)
-    sb, sig_b, eb, nan_b, inf_b = unpack_ieee(b, in_f, daz, EXP)
+    sb, sig_b, eb, nan_b, inf_b = unpack_ieee(b, getattr(cfg, "b_f", in_f), daz, EXP)
     if cfg.internal:
         sc, sig_c, ec, nan_c, inf_c = unpack_internal(c, cfg.int_f)
     else:
@@ -229,10 +230,13 @@ class FMA(wiring.Component):
     stages : int
         Pipeline depth in cycles, 0 (combinational) .. 5. Registers go to the cut points
         `out`, `add`, `mul`, `norm`, `align`, in that order of preference.
+    wide : bool
+        Multiplicand b in the accumulator format (IEEE words): the `fma_wide` of the golden,
+        for products with a state or accumulator word (product and sum register widen).
 
     Members
     -------
-    a, b : In(in_fmt width)      multiplicands (raw bit patterns)
+    a, b : In(in_fmt width)      multiplicands (raw bit patterns; b: acc width when wide)
     c : In(cfg.acc_width)        addend: IEEE accumulator word, or internal word
     valid : In(1)                operands present this cycle
     en : In(1, init=1)           clock enable: while low, the pipeline holds its contents
@@ -240,14 +244,16 @@ class FMA(wiring.Component):
     r_valid : Out(1)             r holds the result of a valid operand set
     """
 
-    def __init__(self, cfg: FMAConfig, stages: int = 1):
+    def __init__(self, cfg: FMAConfig, stages: int = 1, wide: bool = False):
         if not isinstance(cfg, FMAConfig):
             raise TypeError(f"cfg must be an FMAConfig, not {cfg!r}")
         if isinstance(stages, bool) or not isinstance(stages, int) or not 0 <= stages <= len(CUT_POINTS):
             raise ValueError(f"stages: must be an integer in 0..{len(CUT_POINTS)}, got {stages!r}")
-        self.cfg, self.stages = cfg, stages
+        if wide and cfg.internal:
+            raise ValueError("policy: a wide FMA takes IEEE accumulator words; allowed: round, flush")
+        self.cfg, self.stages, self.wide = cfg, stages, wide
         super().__init__({
-            "a": In(cfg.in_f.width), "b": In(cfg.in_f.width), "c": In(cfg.acc_width),
+            "a": In(cfg.in_f.width), "b": In(cfg.acc_width if wide else cfg.in_f.width), "c": In(cfg.acc_width),
             "valid": In(1), "en": In(1, init=1),
             "r": Out(cfg.acc_width), "r_valid": Out(1),
         })
@@ -256,7 +262,8 @@ class FMA(wiring.Component):
         m = Module()
         cuts = set(PREFERENCE[:self.stages])
         pipe = _Pipeline(m, cuts, self.en)
-        m.d.comb += self.r.eq(fma_datapath(m, self.cfg, self.a, self.b, self.c, pipe))
+        cfg = WideView(self.cfg) if self.wide else self.cfg
+        m.d.comb += self.r.eq(fma_datapath(m, cfg, self.a, self.b, self.c, pipe))
         m.d.comb += self.r_valid.eq(delay_valid(m, self.en, self.valid, self.stages))
         return m
 

@@ -131,7 +131,7 @@ def fma(a, b, c, cfg: FMAConfig):
     return out.reshape(shape)
 
 
-class _WideView:
+class WideView:
     """`cfg` with multiplicand b in the accumulator format (IEEE words): the product is
     p_in + p_acc bits wide and the sum register grows to match (58 bits for bf16 x fp32)."""
 
@@ -159,7 +159,7 @@ def fma_wide(a, b, c, cfg: FMAConfig):
     shape = a.shape
     a, b, c = (np.ascontiguousarray(x).reshape(-1) for x in (a, b, c))
     out = np.empty(a.size, dtype=np.int64)
-    view = _WideView(cfg)
+    view = WideView(cfg)
     for i in range(0, a.size, CHUNK):
         s = slice(i, i + CHUNK)
         out[s] = _fma_block(a[s], b[s], c[s], view)

@@ -7,31 +7,36 @@ from pathlib import Path
 import numpy as np
 
 from specmx.models.config import FMAConfig
-from specmx.models.fma import fma
+from specmx.models.fma import fma, fma_wide
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
-from specmx.sim.vectors import fma_vectors
+from specmx.sim.vectors import fma_vectors, wide_vectors
 
 __all__ = ["check_fma"]
 
 
 @functools.lru_cache(maxsize=16)
-def _fma_rtl(cfg: FMAConfig, stages):
+def _fma_rtl(cfg: FMAConfig, stages, wide=False):
     """The FMA component and its Verilog, converted once per configuration in a process."""
     from specmx.hdl.fma import FMA   # keep Amaranth out of import time for model-only users
-    rtl = FMA(cfg, stages)
+    rtl = FMA(cfg, stages, wide)
     return rtl, to_verilog(rtl, "fma")
 
 
 def check_fma(cfg: FMAConfig, vectors=20000, stages=2, simulator="verilator", seed=0,
-              stall=0.0, bubble=0.0, corrupt=0, waves=None):
+              stall=0.0, bubble=0.0, corrupt=0, waves=None, wide=False):
     """Simulate the FMA RTL on `vectors` operand sets and compare with the golden model.
 
     `corrupt` > 0 flips the low bit of that many expected results first: the negative control
     that proves the comparison can fail. Returns the testbench report (dict) plus `passed`,
-    `log_dir` and `waves` (the waveform file when recorded, else None).
+    `log_dir` and `waves` (the waveform file when recorded, else None). `wide`: the FMA whose
+    multiplicand b is an accumulator word, against `fma_wide`.
     """
-    a, b, c = fma_vectors(cfg, vectors, seed)
-    expected = fma(a, b, c, cfg)
+    if wide:
+        a, b, c = wide_vectors(cfg, vectors, seed)
+        expected = fma_wide(a, b, c, cfg)
+    else:
+        a, b, c = fma_vectors(cfg, vectors, seed)
+        expected = fma(a, b, c, cfg)
     if corrupt:
         idx = np.random.default_rng(seed + 1).choice(expected.size, corrupt, replace=False)
         expected[idx] ^= 1
@@ -39,7 +44,7 @@ def check_fma(cfg: FMAConfig, vectors=20000, stages=2, simulator="verilator", se
     with tempfile.TemporaryDirectory(dir=build_root()) as tmp:
         path = Path(tmp) / "vectors.npz"
         np.savez(path, a=a, b=b, c=c, expected=expected)
-        rtl, verilog = _fma_rtl(cfg, stages)
+        rtl, verilog = _fma_rtl(cfg, stages, wide)
         result = run_cocotb(rtl, "fma", "specmx.sim.tb_fma",
                             {"SPECMX_VECTORS": path, "SPECMX_STAGES": stages, "SPECMX_SEED": seed,
                              "SPECMX_STALL": stall, "SPECMX_BUBBLE": bubble}, simulator,

@@ -10,7 +10,7 @@ import numpy as np
 from specmx.models.fma import FMAConfig, fma, to_internal
 from specmx.models.formats import decode, encode
 
-__all__ = ["corner_values", "fma_vectors"]
+__all__ = ["corner_values", "fma_vectors", "wide_vectors"]
 
 
 def corner_values(fmt):
@@ -68,3 +68,22 @@ def fma_vectors(cfg: FMAConfig, n, seed=0):
         chained = rng.random(a.size) < 0.25
         c = np.where(chained, fma(a[::-1], b, c, cfg), c)
     return a, b, c
+
+
+def wide_vectors(cfg: FMAConfig, n, seed=0):
+    """(a, b, c) for the wide FMA (b an accumulator word): a from `fma_vectors`; b and c mix
+    corner words, uniform bit patterns, normal values over a wide exponent range and near
+    cancellation (c close to -a*b, where the 58-bit sum of bf16 x fp32 matters)."""
+    rng = np.random.default_rng(seed + 7919)
+    a, _, _ = fma_vectors(cfg, n, seed)
+    fac = cfg.acc_f
+    kind = rng.integers(0, 4, size=(2, n))
+    uniform = rng.integers(0, 1 << fac.width, size=(2, n))
+    corners = rng.choice(corner_values(fac), size=(2, n))
+    normal = encode(rng.standard_normal((2, n)) * 2.0 ** rng.integers(-60, 60, size=(2, n)), fac)
+    b, c = np.where(kind == 0, corners, np.where(kind == 1, uniform, normal))
+    near = rng.random(n) < 0.3
+    with np.errstate(invalid="ignore", over="ignore"):
+        cancel = encode(-(decode(a, cfg.in_f) * decode(b, fac)), fac, rounding="rtz")
+    cancel = np.clip(cancel + rng.integers(-3, 4, n), 0, (1 << fac.width) - 1)
+    return a, b, np.where(near, cancel, c)

@@ -48,6 +48,22 @@ def test_rtl_matches_golden_1m(case):
     assert report["mismatches"] == 0 and report["passed"], report["first_mismatches"]
 
 
+WIDE = [(FMAConfig("bf16", "fp32"), 2), (FMAConfig("bf16", "fp32", window=8, step=4, policy="round"), 1)]
+
+
+@pytest.mark.parametrize("case", WIDE, ids=_ids)
+def test_wide_rtl_matches_golden(case):
+    """The wide FMA (bf16 x fp32 + fp32, the SSM state products) against `fma_wide`."""
+    cfg, stages = case
+    report = check_fma(cfg, vectors=20000, stages=stages, stall=0.05, seed=3, wide=True)
+    assert report["results"] == 20000 and report["mismatches"] == 0 and report["passed"], report["first_mismatches"]
+
+
+def test_wide_rtl_check_fails_on_corrupted_expectation():
+    report = check_fma(WIDE[0][0], vectors=3000, stages=2, corrupt=3, wide=True)
+    assert report["mismatches"] == 3 and not report["passed"]
+
+
 def test_rtl_check_fails_on_corrupted_expectation():
     """Negative control: three expected words with a flipped bit must be reported."""
     report = check_fma(CONFIGS[0][0], vectors=3000, stages=2, corrupt=3)
