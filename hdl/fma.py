@@ -13,7 +13,7 @@ from specmx.models.config import FMAConfig
 from specmx.models.fma import WideView
 from specmx.hdl.arith import grouped_leading_zeros, leading_zeros, max_signed, unpack_ieee
 
-__all__ = ["FMA", "fma_datapath", "CUT_POINTS", "ieee_to_internal"]
+__all__ = ["FMA", "fma_datapath", "CUT_POINTS", "ieee_to_internal", "register", "delay", "delay_valid"]
 
 # Pipeline cut points in datapath order; `stages=n` registers the first n of PREFERENCE.
 CUT_POINTS = ("mul", "align", "add", "norm", "out")
@@ -29,8 +29,20 @@ class _Pipeline:
 
     def cut(self, name, **values):
         if name not in self.cuts:
-            return values
+            return wires(self.m, name, values)
         return register(self.m, self.enable, name, values)
+
+
+def wires(m, name, values):
+    """One combinational signal per value (named `<name>_<key>`): names an expression once, so
+    the netlist holds it once however often later logic slices or reuses it."""
+    out = {}
+    for key, value in values.items():
+        value = Value.cast(value)
+        wire = Signal(value.shape(), name=f"{name}_{key}")
+        m.d.comb += wire.eq(value)
+        out[key] = wire
+    return out
 
 
 def register(m, enable, name, values):
@@ -45,14 +57,17 @@ def register(m, enable, name, values):
     return out
 
 
+def delay(m, enable, value, cycles, name="delay"):
+    """`value` delayed by `cycles` enabled clock edges (a shift register held while `enable`
+    is low): operands travelling alongside a stalling pipeline."""
+    for k in range(cycles):
+        value = register(m, enable, f"{name}{k}", {"d": value})["d"]
+    return value
+
+
 def delay_valid(m, enable, valid, cycles):
     """`valid` delayed by `cycles` enabled clock edges (the valid bit of a stalling pipeline)."""
-    for _ in range(cycles):
-        reg = Signal()
-        with m.If(enable):
-            m.d.sync += reg.eq(valid)
-        valid = reg
-    return valid
+    return delay(m, enable, valid, cycles, "valid")
 
 
 def unpack_internal(bits, ifmt):
@@ -74,7 +89,7 @@ def align(m, x, width, top, anchor, sum_width, name):
     kept = (placed >> shift)[:sum_width]
     lost_mask = ~(Const((1 << sum_width) - 1, sum_width) << shift)[:sum_width]
     sticky = (placed & lost_mask).any()
-    return kept | sticky
+    return wires(m, name, {"aligned": kept | sticky})["aligned"]
 
 
 def fma_datapath(m, cfg: FMAConfig, a, b, c, pipe: _Pipeline):
@@ -90,6 +105,10 @@ def fma_datapath(m, cfg: FMAConfig, a, b, c, pipe: _Pipeline):
         sc, sig_c, ec, nan_c, inf_c = unpack_internal(c, cfg.int_f)
     else:
         sc, sig_c, ec, nan_c, inf_c = unpack_ieee(c, acc_f, daz, EXP)
+    names = ("s", "sig", "e", "nan", "inf")
+    sa, sig_a, ea, nan_a, inf_a = wires(m, "a", dict(zip(names, (sa, sig_a, ea, nan_a, inf_a)))).values()
+    sb, sig_b, eb, nan_b, inf_b = wires(m, "b", dict(zip(names, (sb, sig_b, eb, nan_b, inf_b)))).values()
+    sc, sig_c, ec, nan_c, inf_c = wires(m, "c", dict(zip(names, (sc, sig_c, ec, nan_c, inf_c)))).values()
     sp = sa ^ sb
     zero_a = ~sig_a.any() & ~nan_a & ~inf_a
     zero_b = ~sig_b.any() & ~nan_b & ~inf_b
@@ -162,8 +181,8 @@ def normalize_shift(m, cfg, mag, anchor, lz_groups):
         shift = Mux(room_groups < lz_groups, room_groups, lz_groups) << g_bits
     shift_s = Signal(range(W + 2), name="norm_shift")
     m.d.comb += shift_s.eq(shift)
-    norm = (mag << shift_s)[:W + 1]
-    top_exp = (anchor - shift_s)[:EXP.width].as_signed()
+    v = wires(m, "norm", {"shifted": (mag << shift_s)[:W + 1], "top": (anchor - shift_s)[:EXP.width].as_signed()})
+    norm, top_exp = v["shifted"], v["top"]
     residual = Signal(name="unnormalized")
     if not cfg.internal:
         # Left unnormalized: no leading one at the top and not stopped at the emin boundary.

@@ -42,7 +42,7 @@ from specmx.models.config import FMAConfig
 from specmx.models.fma import fma, fma_wide
 from specmx.models.formats import decode, encode
 
-__all__ = ["HardwareOps", "exact_fma_values", "conv_stream"]
+__all__ = ["HardwareOps", "exact_fma_values", "conv_stream", "scan_stream", "rmsnorm_stream"]
 
 
 def _odd(s, e):
@@ -137,7 +137,7 @@ class HardwareOps:
             acc = self.fma(x[..., k:k + 1], w[k], acc)
         return acc.astype(np.float32)
 
-    def _norm(self, x, weight, eps):
+    def norm(self, x, weight, eps):
         """RMSNorm over the last axis (see the module docstring)."""
         D = x.shape[-1]
         xb = self.operand(x)
@@ -152,7 +152,7 @@ class HardwareOps:
         return self.fma_wide(self.operand(weight), self.fma_wide(xb, r, 0.0), 0.0)
 
     def rmsnorm(self, x, weight, eps):
-        return self._norm(np.asarray(x, np.float64), weight, eps).astype(np.float32)
+        return self.norm(np.asarray(x, np.float64), weight, eps).astype(np.float32)
 
     def conv_step(self, state, u, weight, bias):
         window = np.concatenate([state, np.asarray(u)[:, None]], axis=1).astype(np.float32)
@@ -211,7 +211,7 @@ class HardwareOps:
         g = self.gate(y, z).astype(np.float64)
         parts = g.reshape(*g.shape[:-1], groups, -1)
         w = np.asarray(weight).reshape(groups, -1)
-        return self._norm(parts, w, eps).reshape(g.shape).astype(np.float32)
+        return self.norm(parts, w, eps).reshape(g.shape).astype(np.float32)
 
 
 def conv_stream(ops: HardwareOps, x_bits, w_bits, bias_bits, clear):
@@ -227,3 +227,36 @@ def conv_stream(ops: HardwareOps, x_bits, w_bits, bias_bits, clear):
         y, state = ops.conv_step(state, decode(x_bits[t], "fp32").astype(np.float32), w, b)
         out[t] = encode(y.astype(np.float64), "fp32")
     return out
+
+
+def scan_stream(ops: HardwareOps, family, v):
+    """The scan unit (scan, D skip, gate) on a token stream, in bits. `v` holds fp32 words dt,
+    u, z and bf16 words A, B, C, D, plus clear [T] (a new sequence starts at that token):
+    Mamba-1: dt, u, z [T, d_inner], A [d_inner, N], B, C [T, N], D [d_inner];
+    Mamba-2: dt [T, H], u, z [T, d_inner], A [H], B, C [T, G, N], D [H].
+    Returns the gated outputs [T, d_inner] as fp32 words."""
+    f32 = lambda key: decode(v[key], "fp32")
+    b16 = lambda key: decode(v[key], "bf16")
+    dt, u, z, A, B, C, D = f32("dt"), f32("u"), f32("z"), b16("A"), b16("B"), b16("C"), b16("D")
+    T, d_inner = u.shape
+    N = B.shape[-1]
+    heads = A.shape[0]
+    state_shape = (d_inner, N) if family == "mamba1" else (heads, d_inner // heads, N)
+    h = np.zeros(state_shape, np.float32)
+    out = np.empty((T, d_inner), dtype=np.int64)
+    for t in range(T):
+        if v["clear"][t]:
+            h = np.zeros_like(h)
+        if family == "mamba1":
+            y, h = ops.ssm_step(A, h, dt[t], u[t], B[t], C[t], D)
+        else:
+            y, h = ops.ssm2_step(A, h, dt[t], u[t].reshape(heads, -1), B[t], C[t], D)
+        out[t] = encode(ops.gate(y.reshape(-1), z[t]).astype(np.float64), "fp32")
+    return out
+
+
+def rmsnorm_stream(ops: HardwareOps, x_bits, w_bits, eps):
+    """The RMSNorm unit on vectors, in bits: x [V, length] fp32 words, w [V, length] bf16 words.
+    Returns [V, length] fp32 words."""
+    x = decode(x_bits, "fp32")
+    return encode(ops.norm(x, decode(w_bits, "bf16"), eps), "fp32")

@@ -3,7 +3,7 @@
 Words come from $SPECMX_VECTORS (npz: inputs, expected), $SPECMX_LANES words of
 $SPECMX_WORD_BITS bits per beat (lane 0 in the low bits), or as whole input beats the host
 packed (`beat_limbs`, 64-bit limbs) when the input is a structure; results are always
-$SPECMX_LANES words of $SPECMX_WORD_BITS bits per beat. A `StreamHarness` feeds them with
+$SPECMX_LANES words of $SPECMX_WORD_BITS bits per beat (as many beats as the expected words fill). A `StreamHarness` feeds them with
 random gaps (probability $SPECMX_IDLE), takes results with random back-pressure (probability
 $SPECMX_BACKPRESSURE) and checks that a result offered and not taken stays offered unchanged; a
 scoreboard compares every result bit for bit. The report gives the cycles from the first input
@@ -32,7 +32,7 @@ async def unit_matches_golden(dut):
     harness = StreamHarness(tb, tb.stream("i"), tb.stream("o"), beats, float(os.environ.get("SPECMX_IDLE", "0")),
                             float(os.environ.get("SPECMX_BACKPRESSURE", "0")))
     await tb.start()
-    await harness.run(len(beats), 20 * len(beats) + 1000)
+    await harness.run(len(expected) // lanes, 20 * len(beats) + 1000)
     mask = (1 << bits) - 1
     words = [(beat >> (bits * i)) & mask for beat in harness.words for i in range(lanes)]
     score = Scoreboard(expected, lambda i: {"index": int(i), "input": hex(int(inputs[i]))})

@@ -9,7 +9,9 @@ output transfer, both included.
 
 from dataclasses import dataclass
 
-__all__ = ["FUNCTION_LATENCY", "UnitCycles", "function_unit_cycles", "conv_latency", "conv_cycles"]
+__all__ = ["FUNCTION_LATENCY", "UnitCycles", "function_unit_cycles", "conv_latency", "conv_cycles",
+           "tree_levels", "scan_latency", "scan_beats", "scan_cycles", "RMSNORM_NORM_CYCLES", "RMSNORM_OUT_LATENCY",
+           "rmsnorm_cycles"]
 
 # Pipeline registers from input to output of each function unit (`hdl.function_unit`).
 FUNCTION_LATENCY = {"exp": 4, "rsqrt": 4, "softplus": 5, "sigmoid": 5, "silu": 5}
@@ -50,4 +52,46 @@ def conv_cycles(ssm, tokens, starved=0, held=0):
     if tokens < 1:
         raise ValueError(f"tokens: must be >= 1, got {tokens}")
     busy = tokens * (ssm.d_inner // ssm.lanes) + conv_latency(ssm)
+    return UnitCycles(busy + starved + held, busy, starved, held)
+
+
+def tree_levels(lanes):
+    """Levels of the pairwise adder tree that reduces `lanes` partial sums (odd ones carried)."""
+    return (lanes - 1).bit_length()
+
+
+def scan_latency(ssm):
+    """Scan unit pipeline, input beat to gated output: dt*A FMA, exp unit, hi/lo split FMA,
+    two state FMAs (h*hi + dBu, then h*lo + that), the C*h accumulator, the adder tree, the
+    D*u FMA and the gate FMA (`hdl.scan`)."""
+    return 1 + FUNCTION_LATENCY["exp"] + 1 + 1 + 1 + 1 + tree_levels(ssm.lanes) + 1 + 1
+
+
+def scan_beats(ssm):
+    """Input beats per token: d_state / lanes per channel, d_inner channels."""
+    return ssm.d_inner * (ssm.d_state // ssm.lanes)
+
+
+def scan_cycles(ssm, tokens, starved=0, held=0):
+    """`tokens` tokens through the scan unit of `ssm`: one beat per cycle, one output word per
+    channel once its last beat has gone through."""
+    if tokens < 1:
+        raise ValueError(f"tokens: must be >= 1, got {tokens}")
+    busy = tokens * scan_beats(ssm) + scan_latency(ssm)
+    return UnitCycles(busy + starved + held, busy, starved, held)
+
+
+# RMSNorm unit: after the last element of a vector, 1/D and eps FMAs (2) and the rsqrt unit;
+# then each element leaves through two registered FMAs (x * r, then * w).
+RMSNORM_NORM_CYCLES = 2 + FUNCTION_LATENCY["rsqrt"]
+RMSNORM_OUT_LATENCY = 2
+
+
+def rmsnorm_cycles(length, vectors, starved=0, held=0):
+    """`vectors` vectors of `length` elements through the RMSNorm unit: each takes `length`
+    cycles in, the norm cycles, `length` cycles out (the next vector's input overlaps only the
+    last results' drain)."""
+    if vectors < 1 or length < 1:
+        raise ValueError(f"vectors, length: must be >= 1, got {vectors}, {length}")
+    busy = vectors * (2 * length + RMSNORM_NORM_CYCLES) + RMSNORM_OUT_LATENCY
     return UnitCycles(busy + starved + held, busy, starved, held)
