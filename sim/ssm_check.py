@@ -9,12 +9,12 @@ import numpy as np
 from specmx.models import function_units as fu
 from specmx.models.config import SSMConfig
 from specmx.models.formats import encode
-from specmx.models.perf.ssm import conv_cycles, function_unit_cycles, scan_cycles
-from specmx.models.ssm_numerics import HardwareOps, conv_stream, scan_stream
+from specmx.models.perf.ssm import conv_cycles, function_unit_cycles, rmsnorm_cycles, scan_cycles
+from specmx.models.ssm_numerics import HardwareOps, conv_stream, rmsnorm_stream, scan_stream
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
 
 __all__ = ["function_vectors", "check_function", "conv_vectors", "check_conv", "scan_vectors", "check_scan",
-           "pack_beats", "EDGES"]
+           "rmsnorm_vectors", "check_rmsnorm", "pack_beats", "EDGES"]
 
 # Range edges of the fp32 function units: zeros, the smallest/largest subnormal and normal, one,
 # the saturation threshold 128 and its neighbours, exp's overflow/underflow thresholds, inf, NaN.
@@ -254,6 +254,50 @@ def check_scan(ssm: SSMConfig, tokens=16, simulator="verilator", seed=0, idle=0.
     report = _run_stream_unit(rtl, verilog, "scan", np.arange(expected.size), expected, 1, simulator,
                               seed, idle, backpressure, waves, optimize="-O0", beat_limbs=beats)
     pred = cycle_model(ssm, tokens, report["starved"], report["held"])
+    report["predicted_cycles"] = pred.total
+    report["cycles_match"] = report["cycles"] == pred.total
+    report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])
+    return report
+
+
+def rmsnorm_vectors(length, vectors, seed=0, corners=True):
+    """x [V, length] fp32 words and w [V, length] bf16 words: random normal vectors at scales
+    from 1e-3 to 1e3; with `corners` (V >= 6), a zero vector, one whose squares overflow
+    (1e30), one of subnormals, one with a NaN and an inf, and one with a single nonzero."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((vectors, length)) * 10.0 ** rng.uniform(-3, 3, (vectors, 1))
+    if corners and vectors >= 6:
+        x[0] = 0.0
+        x[1] *= 1e30
+        x[2] = rng.standard_normal(length) * 1e-40
+        x[3, 0], x[3, -1] = np.nan, -np.inf
+        x[4] = 0.0
+        x[4, length // 2] = -3.0
+    w = 1.0 + 0.1 * rng.standard_normal((vectors, length))
+    return encode(x, "fp32"), encode(w, "bf16")
+
+
+@functools.lru_cache(maxsize=8)
+def _rmsnorm_rtl(fma, length, eps):
+    from specmx.hdl.rmsnorm import RMSNormUnit
+    rtl = RMSNormUnit(fma, length, eps)
+    return rtl, to_verilog(rtl, "rmsnorm")
+
+
+def check_rmsnorm(fma, length, vectors=8, eps=1e-5, simulator="verilator", seed=0, idle=0.0,
+                  backpressure=0.0, corrupt=0, corners=True, waves=None, cycle_model=rmsnorm_cycles):
+    """Simulate the RMSNorm unit on `vectors` vectors of `length` words (`rmsnorm_vectors`) and
+    compare every result with the hardware numerics model and the cycles with the cycle model
+    (negative controls: `corrupt`, `cycle_model`). Returns the report with `predicted_cycles`,
+    `cycles_match` and `ok`."""
+    from specmx.hdl.rmsnorm import rmsnorm_layout
+    x, w = rmsnorm_vectors(length, vectors, seed, corners)
+    expected = _corrupt(rmsnorm_stream(HardwareOps(fma), x, w, eps).reshape(-1), corrupt, seed)
+    rtl, verilog = _rmsnorm_rtl(fma, length, eps)
+    beats = pack_beats(rmsnorm_layout(), ({"x": a, "w": b} for a, b in zip(x.reshape(-1), w.reshape(-1))))
+    report = _run_stream_unit(rtl, verilog, "rmsnorm", x.reshape(-1), expected, 1, simulator, seed,
+                              idle, backpressure, waves, optimize="-O0", beat_limbs=beats)
+    pred = cycle_model(length, vectors, report["starved"], report["held"])
     report["predicted_cycles"] = pred.total
     report["cycles_match"] = report["cycles"] == pred.total
     report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])

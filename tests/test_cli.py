@@ -115,6 +115,13 @@ BAD = [
     (["ssm", "check", "--unit", "exp", "--lanes", "17"], "lanes: must be 1..16, got 17"),
     (["ssm", "synth", "--unit", "conv", "--kernel", "9"], "kernel: must be 1..8, got 9"),
     (["ssm", "check", "--unit", "exp", "--idle", "1.5"], "idle: must be a probability"),
+    (["ssm", "check", "--unit", "scan", "--d-state", "8", "--lanes", "3"], "lanes: must divide d_state=8, got 3"),
+    (["ssm", "check", "--unit", "scan", "--d-inner", "1", "--d-state", "4", "--lanes", "4"],
+     "d_inner: the scan unit needs d_inner * d_state / lanes >= 2 beats per token, got 1"),
+    (["ssm", "synth", "--unit", "scan", "--d-state", "512"], "d_state: must be 1..256, got 512"),
+    (["ssm", "check", "--unit", "rmsnorm", "--lanes", "2"], "lanes: the rmsnorm unit takes one element per cycle"),
+    (["ssm", "check", "--unit", "rmsnorm", "--eps", "2"], "eps: must be a number in [0, 1), got 2.0"),
+    (["ssm", "check", "--unit", "scan", "--in", "fp16"], "fma.in_fmt: the scan unit takes bf16 operands"),
     (["mamba", "generate", "--model", "nosuch"], "model: unknown model 'nosuch' and no such directory"),
     (["mamba", "generate", "--model", "tiny", "--prompt-text", "def f("], "prompt-text: needs a byte-level model"),
     (["mamba", "generate", "--model", "mamba2-micro", "--draft", "py-mamba1-draft"],
@@ -192,6 +199,15 @@ def test_fma_check_prints_summary_line():
                "--vectors", "800", "--sim", "verilator")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("800 vectors, 0 mismatches")
+
+
+def test_ssm_check_rmsnorm_prints_summary_and_cycles():
+    # the unit of tests/test_rmsnorm_unit.py (length 7): the simulator build is shared
+    proc = run("ssm", "check", "--unit", "rmsnorm", "--d-inner", "7", "--tokens", "6", "--sim", "verilator")
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()[:2]
+    assert first.startswith("42 vectors, 0 mismatches (rmsnorm, 1 lanes"), first
+    assert second.startswith("cycles: measured ") and second.endswith("match"), second
 
 
 def test_gemm_synth_saves_pe_and_array_figures(tmp_path):

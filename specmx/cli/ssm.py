@@ -1,5 +1,5 @@
-"""`specmx ssm check|synth`: the SSM datapath units (function units; conv1d, scan and RMSNorm
-as they land) against their hardware numerics model and cycle model, and their area/Fmax."""
+"""`specmx ssm check|synth`: the SSM datapath units (function units, conv1d, selective scan,
+RMSNorm) against their hardware numerics model and cycle model, and their area/Fmax."""
 
 import argparse
 import time
@@ -14,7 +14,7 @@ from specmx.spec import with_fields
 
 __all__ = ["register", "UNITS"]
 
-UNITS = FUNCTIONS + ("conv",)
+UNITS = FUNCTIONS + ("conv", "scan", "rmsnorm")
 
 
 def ssm_from_args(args):
@@ -40,10 +40,32 @@ def _unit_shape(args, ssm):
             raise UsageError(f"in_fmt: the conv unit takes bf16 operands; allowed: bf16, got {ssm.fma.in_fmt}")
         bounded("d_inner", ssm.d_inner, 1, 4096)
         bounded("kernel", ssm.kernel, 1, 8)
+    if args.unit == "scan":
+        from specmx.hdl.scan import check_scan_shape
+        bounded("d_inner", ssm.d_inner, 1, 4096)
+        bounded("d_state", ssm.d_state, 1, 256)
+        try:
+            check_scan_shape(ssm)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if args.unit == "rmsnorm":
+        if args.lanes not in (None, 1):
+            raise UsageError(f"lanes: the rmsnorm unit takes one element per cycle; allowed: 1, got {args.lanes}")
+        if ssm.fma.in_fmt != "bf16":
+            raise UsageError(f"in_fmt: the rmsnorm unit takes bf16 operands; allowed: bf16, got {ssm.fma.in_fmt}")
+        bounded("d_inner", ssm.d_inner, 1, 8192)
+        if not 0 <= args.eps < 1:
+            raise UsageError(f"eps: must be a number in [0, 1), got {args.eps}")
+
+
+def norm_length(ssm):
+    """Vector length of the rmsnorm unit: d_inner / groups (Mamba-2's gated norm per group;
+    Mamba-1: d_inner, so --d-inner D_MODEL gives a layer's norm)."""
+    return ssm.d_inner // ssm.groups if ssm.family == "mamba2" else ssm.d_inner
 
 
 def cmd_check(args):
-    from specmx.sim.ssm_check import check_conv, check_function, function_vectors
+    from specmx.sim.ssm_check import check_conv, check_function, check_rmsnorm, check_scan, function_vectors
     ssm = ssm_from_args(args)
     _unit_shape(args, ssm)
     bounded("vectors", args.vectors, 0, 10_000_000)
@@ -52,16 +74,24 @@ def cmd_check(args):
     _probability("backpressure", args.backpressure)
     check_simulator(args.sim)
     t0 = time.perf_counter()
+    lanes = ssm.lanes
     if args.unit == "conv":
         report = check_conv(ssm, args.tokens, args.sim, args.seed, args.idle, args.backpressure,
                             waves=args.waves or None)
+    elif args.unit == "scan":
+        report = check_scan(ssm, args.tokens, args.sim, args.seed, args.idle, args.backpressure,
+                            waves=args.waves or None)
+    elif args.unit == "rmsnorm":
+        lanes = 1
+        report = check_rmsnorm(ssm.fma, norm_length(ssm), args.tokens, args.eps, args.sim, args.seed,
+                               args.idle, args.backpressure, waves=args.waves or None)
     else:
         words = function_vectors(random=args.vectors, seed=args.seed)
         report = check_function(args.unit, words, ssm.lanes, args.sim, args.seed, args.idle,
                                 args.backpressure, waves=args.waves or None)
     if report.get("mismatches") is None:
         raise RuntimeError(f"sim: the simulation did not complete; log in {report['log_dir']}")
-    print(f"{report['vectors']} vectors, {report['mismatches']} mismatches ({args.unit}, {ssm.lanes} lanes, "
+    print(f"{report['vectors']} vectors, {report['mismatches']} mismatches ({args.unit}, {lanes} lanes, "
           f"{args.sim}, {time.perf_counter() - t0:.1f} s)")
     print(f"cycles: measured {report['cycles']}, predicted {report['predicted_cycles']} "
           f"({report['starved']} starved, {report['held']} held) "
@@ -71,15 +101,29 @@ def cmd_check(args):
 
 
 def cmd_synth(args):
-    from specmx.hdl.conv import ConvUnit
-    from specmx.hdl.function_unit import FunctionUnit
     from specmx.synth import synthesize
     ssm = ssm_from_args(args)
     _unit_shape(args, ssm)
-    result = {"unit": args.unit, "lanes": ssm.lanes, "config": ssm.fma.name}
-    rtl = ConvUnit(ssm) if args.unit == "conv" else FunctionUnit(args.unit, ssm.lanes)
+    rtl = unit_rtl(args.unit, ssm, args.eps)
+    lanes = 1 if args.unit == "rmsnorm" else ssm.lanes
+    result = {"unit": args.unit, "family": ssm.family, "lanes": lanes, "config": ssm.fma.name}
     result.update(synthesize(rtl, args.unit, fmax=not args.no_fmax))
-    return save_result(result, Path(args.out) / f"synth_ssm_{args.unit}_l{ssm.lanes}.json", args.json)
+    return save_result(result, Path(args.out) / f"synth_ssm_{args.unit}_l{lanes}.json", args.json)
+
+
+def unit_rtl(unit, ssm, eps=1e-5):
+    """The RTL component of `unit` for the SSM datapath `ssm`."""
+    if unit == "conv":
+        from specmx.hdl.conv import ConvUnit
+        return ConvUnit(ssm)
+    if unit == "scan":
+        from specmx.hdl.scan import ScanUnit
+        return ScanUnit(ssm)
+    if unit == "rmsnorm":
+        from specmx.hdl.rmsnorm import RMSNormUnit
+        return RMSNormUnit(ssm.fma, norm_length(ssm), eps)
+    from specmx.hdl.function_unit import FunctionUnit
+    return FunctionUnit(unit, ssm.lanes)
 
 
 def _add_unit_options(p):
@@ -91,6 +135,7 @@ def _add_unit_options(p):
                        ("--heads", "Mamba-2 heads"), ("--groups", "Mamba-2 B/C groups"),
                        ("--kernel", "conv1d kernel"), ("--lanes", "elements per cycle")):
         g.add_argument(flag, type=int, default=None, metavar="N", help=what)
+    g.add_argument("--eps", type=float, default=1e-5, help="rmsnorm: added to the mean square")
     add_fma_options(p, None, argparse.SUPPRESS)
 
 
@@ -102,7 +147,8 @@ def register(nouns, formatter):
     p.add_argument("--vectors", type=int, default=4000, metavar="N",
                    help="function units: random fp32 words on top of every bf16 input and the range edges")
     p.add_argument("--tokens", type=int, default=24, metavar="N",
-                   help="conv: tokens in the stream (random values with corner tokens)")
+                   help="conv, scan: tokens in the stream (random values with corner tokens); "
+                        "rmsnorm: vectors")
     p.add_argument("--idle", type=float, default=0.1, metavar="P", help="probability of a source gap")
     p.add_argument("--backpressure", type=float, default=0.1, metavar="P",
                    help="probability the sink is not ready")
