@@ -61,6 +61,7 @@ class RMSNormUnit(wiring.Component):
     """
 
     def __init__(self, fma: FMAConfig, length: int, eps: float = 1e-5):
+        self._MustUse__silence = True          # no "never used" warning when a check fails
         if not isinstance(fma, FMAConfig):
             raise TypeError(f"fma must be an FMAConfig, not {fma!r}")
         if fma.in_fmt != "bf16" or fma.acc_fmt != "fp32" or fma.internal:
@@ -77,6 +78,7 @@ class RMSNormUnit(wiring.Component):
         self.inv_hi, self.inv_lo = hi, _bf16_bits(lo_value)
         self.eps_bits = int(np.array(np.float32(eps)).view(np.uint32))
         super().__init__({"i": In(stream.Signature(rmsnorm_layout())), "o": Out(stream.Signature(32))})
+        self._MustUse__silence = False
 
     def _fma(self, m, en, name, a, b, c, stages):
         unit = FMA(self.fma, stages=stages, wide=True)

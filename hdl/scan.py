@@ -74,12 +74,14 @@ class ScanUnit(wiring.Component):
     """
 
     def __init__(self, ssm: SSMConfig):
+        self._MustUse__silence = True          # no "never used" warning when a check fails
         if not isinstance(ssm, SSMConfig):
             raise TypeError(f"ssm must be an SSMConfig, not {ssm!r}")
         check_scan_shape(ssm)
         self.ssm = ssm
         self.latency = scan_latency(ssm)
         super().__init__({"i": In(stream.Signature(scan_layout(ssm))), "o": Out(stream.Signature(32))})
+        self._MustUse__silence = False
 
     def _fma(self, m, en, name, a, b, c, stages=1, wide=False):
         unit = FMA(self.ssm.fma, stages=stages, wide=wide)

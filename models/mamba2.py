@@ -75,8 +75,8 @@ class Mamba2Config:
     def from_hf(cls, cfg):
         """From a transformers config.json mapping. Raises ValueError naming the key."""
         check_hf_mapping(cfg)
-        limit = cfg.get("time_step_limit", [0.0, float("inf")])
-        if list(limit) != [0.0, float("inf")]:
+        limit = [_json_float(v) for v in cfg.get("time_step_limit", [0.0, float("inf")])]
+        if limit != [0.0, float("inf")]:
             raise ValueError(f"config.json: time_step_limit: only (0, inf) is modelled, got {limit!r}")
         keys = ("vocab_size", "hidden_size", "state_size", "num_hidden_layers", "expand", "head_dim",
                 "n_groups", "conv_kernel", "layer_norm_epsilon", "use_conv_bias", "use_bias", "tie_word_embeddings")
@@ -88,6 +88,17 @@ class Mamba2Config:
             raise ValueError(f"config.json: num_heads: must equal expand * hidden_size / head_dim = "
                              f"{cfg_obj.num_heads}, got {cfg['num_heads']!r}")
         return cfg_obj
+
+
+def _json_float(value):
+    """A float from config.json: a number, or transformers' encoding of one that JSON lacks
+    ({"__float__": "Infinity"})."""
+    if isinstance(value, dict) and set(value) == {"__float__"}:
+        try:
+            return float(value["__float__"])
+        except (TypeError, ValueError):
+            pass
+    return value
 
 
 # Published dimensions (state-spaces/mamba2-*: d_model, n_layer, d_state 128, head_dim 64,

@@ -5,11 +5,11 @@ Runs where PyTorch and transformers are installed (the GPU host; specmx itself i
     python3 train/train_byte_mamba.py --corpus corpus.npz --preset py-mamba1 --out ckpt/py-mamba1 \
         --minutes 7 [--resume]
 
-It trains `ParallelMamba`, a PyTorch Mamba-1 with HuggingFace `MambaForCausalLM`'s parameter
-names and arithmetic whose selective scan runs as a parallel (Hillis-Steele) scan over the
-sequence instead of HF's token-by-token reference loop (about 100x fewer kernel launches; HF's
-fast CUDA kernels are not installed there). After training the weights load into
-`MambaForCausalLM` and the script checks both give the same logits. AdamW (fixed seed, cosine schedule over `--steps`), bf16 autocast, batches of random windows
+It trains `ParallelMamba`, a PyTorch Mamba-1 or Mamba-2 with HuggingFace `MambaForCausalLM` /
+`Mamba2ForCausalLM` parameter names and arithmetic whose selective scan runs as a parallel
+(Hillis-Steele) scan over the sequence instead of HF's token-by-token or chunked reference
+paths (HF's fast CUDA kernels are not installed there). After training the weights load into
+the HF model and the script checks both give the same logits. AdamW (fixed seed, cosine schedule over `--steps`), bf16 autocast, batches of random windows
 of the training bytes. It stops after `--steps` steps or `--minutes` of wall time, whichever
 comes first, and writes a checkpoint (model, optimizer moments, step, RNG, loss log) that
 `--resume` continues from; runs of at most 10 minutes add up to the whole schedule. At the end
@@ -31,22 +31,31 @@ PRESETS = {
     # target: a few million parameters; draft: much smaller (same vocabulary)
     "py-mamba1": dict(family="mamba1", hidden_size=256, num_hidden_layers=6, state_size=16, expand=2),
     "py-mamba1-draft": dict(family="mamba1", hidden_size=64, num_hidden_layers=2, state_size=16, expand=2),
+    # Mamba-2: heads of 32 channels, B/C in 2 groups (target) or 1 (draft)
+    "py-mamba2": dict(family="mamba2", hidden_size=256, num_hidden_layers=6, state_size=16, expand=2,
+                      head_dim=32, n_groups=2),
+    "py-mamba2-draft": dict(family="mamba2", hidden_size=64, num_hidden_layers=2, state_size=16, expand=2,
+                            head_dim=16, n_groups=1),
 }
 VOCAB = 256
 
 
 def make_model(preset):
-    from transformers import MambaConfig, MambaForCausalLM
     p = dict(PRESETS[preset])
-    p.pop("family")
-    cfg = MambaConfig(vocab_size=VOCAB, conv_kernel=4, use_conv_bias=True, use_bias=False,
-                      tie_word_embeddings=True, pad_token_id=0, bos_token_id=0, eos_token_id=0,
-                      residual_in_fp32=True, **p)
-    return MambaForCausalLM(cfg)
+    family = p.pop("family")
+    common = dict(vocab_size=VOCAB, conv_kernel=4, use_conv_bias=True, use_bias=False, tie_word_embeddings=True,
+                  pad_token_id=0, bos_token_id=0, eos_token_id=0, residual_in_fp32=True)
+    if family == "mamba1":
+        from transformers import MambaConfig, MambaForCausalLM
+        return MambaForCausalLM(MambaConfig(**common, **p))
+    from transformers import Mamba2Config, Mamba2ForCausalLM
+    heads = p["expand"] * p["hidden_size"] // p["head_dim"]
+    return Mamba2ForCausalLM(Mamba2Config(**common, **p, num_heads=heads, chunk_size=256,
+                                          time_step_limit=(0.0, float("inf"))))
 
 
 class ParallelMamba(torch.nn.Module):
-    """Mamba-1 LM with HF MambaForCausalLM's state_dict names; the scan is parallel over time."""
+    """Mamba-1/2 LM with the HF model's state_dict names; the scan is parallel over time."""
 
     def __init__(self, hf_model):
         super().__init__()
@@ -89,14 +98,40 @@ class ParallelMamba(torch.nn.Module):
         y = y.to(u.dtype) * torch.nn.functional.silu(z)
         return mixer.out_proj(y)
 
+    def _mixer2(self, mixer, x):
+        """Mamba-2 mixer (HF Mamba2Mixer's torch path, one scan per head instead of chunks)."""
+        cfg = self.cfg
+        B_, T, _ = x.shape
+        H, P, G, N = cfg.num_heads, cfg.head_dim, cfg.n_groups, cfg.state_size
+        di = H * P
+        z, xbc, dt = torch.split(mixer.in_proj(x), [di, di + 2 * G * N, H], dim=-1)
+        xbc = torch.nn.functional.conv1d(xbc.transpose(1, 2), mixer.conv1d.weight, mixer.conv1d.bias,
+                                         padding=cfg.conv_kernel - 1, groups=di + 2 * G * N)[..., :T].transpose(1, 2)
+        xs, Bm, Cm = torch.split(torch.nn.functional.silu(xbc), [di, G * N, G * N], dim=-1)
+        with torch.autocast(x.device.type, enabled=False):
+            dt = torch.nn.functional.softplus(dt.float() + mixer.dt_bias.float())            # [B, T, H]
+            A = -torch.exp(mixer.A_log.float())                                               # [H]
+            xs = xs.float().reshape(B_, T, H, P)
+            Bm = Bm.float().reshape(B_, T, G, N).repeat_interleave(H // G, dim=2)              # [B, T, H, N]
+            Cm = Cm.float().reshape(B_, T, G, N).repeat_interleave(H // G, dim=2)
+            dA = torch.exp(dt * A)[..., None, None]                                           # [B, T, H, 1, 1]
+            dBx = (dt[..., None] * xs)[..., None] * Bm[:, :, :, None, :]                      # [B, T, H, P, N]
+            h = self._scan(dA, dBx)
+            y = (h * Cm[:, :, :, None, :]).sum(-1) + xs * mixer.D.float()[:, None]
+            g = y.reshape(B_, T, di) * torch.nn.functional.silu(z.float())
+            g = g.reshape(B_, T, G, di // G)
+            g = (g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + cfg.layer_norm_epsilon)).reshape(B_, T, di)
+        return mixer.out_proj(mixer.norm.weight * g.to(x.dtype))
+
     def forward(self, ids):
         bb = self.hf.backbone
         x = bb.embeddings(ids)
+        mixer_fn = self._mixer2 if self.cfg.model_type == "mamba2" else self._mixer
         for layer in bb.layers:
             h = self._rmsnorm(x, layer.norm.weight, self.cfg.layer_norm_epsilon)
             # recompute each mixer in the backward pass: the scan's [B, T, d_inner, n] tensors
             # of every layer would not all fit at once
-            x = x + torch.utils.checkpoint.checkpoint(self._mixer, layer.mixer, h, use_reentrant=False)
+            x = x + torch.utils.checkpoint.checkpoint(mixer_fn, layer.mixer, h, use_reentrant=False)
         x = self._rmsnorm(x, bb.norm_f.weight, self.cfg.layer_norm_epsilon)
         return x @ bb.embeddings.weight.T
 
