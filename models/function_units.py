@@ -38,7 +38,7 @@ import numpy as np
 
 from specmx.models.formats import FORMATS, decode, encode
 
-__all__ = ["FUNCTIONS", "evaluate", "reference", "unpack", "pack", "horner", "segment_table",
+__all__ = ["FUNCTIONS", "evaluate", "reference", "unpack", "pack", "horner", "segment_table", "exhaustive_error",
            "Q", "LOG2E_Q31", "SATURATE_EXP"]
 
 from specmx.models.function_tables import (CANONICAL_NAN, FUNCTIONS, LOG2E_Q31, ONE, Q,  # noqa: F401
@@ -194,3 +194,17 @@ def ulp_error(name, bits, fmt="fp32"):
     with np.errstate(invalid="ignore"):
         err = np.abs(got - ref) / ulp
     return np.where(finite, err, np.nan)
+
+
+def exhaustive_error(name, chunk=1 << 20, progress=None):
+    """`ulp_error` over every fp32 pattern (2^32 inputs, in chunks): max and mean ulp and how
+    many inputs were measured. `progress(done_fraction, max_so_far)` is called every 1/16."""
+    worst, total, count = 0.0, 0.0, 0
+    for start in range(0, 1 << 32, chunk):
+        err = ulp_error(name, np.arange(start, start + chunk, dtype=np.int64))
+        finite = err[~np.isnan(err)]
+        if finite.size:
+            worst, total, count = max(worst, float(finite.max())), total + float(finite.sum()), count + finite.size
+        if progress and ((start + chunk) * 16) % (1 << 32) == 0:
+            progress((start + chunk) / 2 ** 32, worst)
+    return {"max_ulp": worst, "mean_ulp": total / count, "measured": count}

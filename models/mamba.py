@@ -21,6 +21,7 @@ import numpy as np
 from specmx.models.mamba_ops import FLOAT_OPS
 
 __all__ = ["MambaConfig", "MambaLM", "RecurrentLM", "MambaState", "PRESETS", "PRETRAINED", "get_preset", "pretrained_dir",
+           "load_pretrained",
            "read_config_json", "read_safetensors"]
 
 
@@ -122,7 +123,7 @@ PRESETS = {
 
 # Trained byte-level models shipped with specmx (models/pretrained/<name>: config.json,
 # model.safetensors, README.md model card); `pretrained_dir` finds them in the installed package.
-PRETRAINED = ("py-mamba1", "py-mamba1-draft")
+PRETRAINED = ("py-mamba1", "py-mamba1-draft", "py-mamba2", "py-mamba2-draft")
 
 
 def pretrained_dir(name):
@@ -130,6 +131,17 @@ def pretrained_dir(name):
     if name not in PRETRAINED:
         raise ValueError(f"model: unknown pretrained model {name!r}; allowed: {', '.join(PRETRAINED)}")
     return Path(str(resources.files("specmx.models") / "pretrained" / name))
+
+
+def load_pretrained(path):
+    """A saved model directory (or a shipped model's name) as `MambaLM` or `Mamba2LM`, by the
+    `model_type` of its config.json."""
+    if path in PRETRAINED:
+        path = pretrained_dir(path)
+    if read_config_json(path).get("model_type", "mamba") == "mamba2":
+        from specmx.models.mamba2 import Mamba2LM
+        return Mamba2LM.from_pretrained(path)
+    return MambaLM.from_pretrained(path)
 
 
 def get_preset(name):

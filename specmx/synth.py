@@ -64,10 +64,14 @@ def _yosys(script, workdir):
         raise RuntimeError(f"yosys failed: {(proc.stderr + proc.stdout).strip()[-2000:]}")
 
 
-def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks=None, device=None):
+def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks=None, device=None,
+               generic=True):
     """Synthesize `component` (registered at its ports) and return a dict of figures. The tool
     files go to `workdir` if given (kept), else to a temporary folder (removed). `device` pins the
     ECP5 part for place and route ("25k", "45k", "85k"; default: the smallest that holds the design).
+    `generic=False` skips the technology-neutral gates and LUT4 mappings, which map every
+    multiplier to gates (tens of minutes for the SSM units' wide Horner multipliers, where the
+    ECP5 mapping puts them in DSPs and takes seconds).
 
     `blocks` ({module name: component}) are converted on their own and read beside the top,
     which instantiates them by name (`hdl.pe.BlackBox`). Yosys then maps each block once instead
@@ -76,7 +80,7 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
     """
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="specmx-synth-") as tmp:
-            return synthesize(component, name, ecp5, fmax, tmp, blocks, device)
+            return synthesize(component, name, ecp5, fmax, tmp, blocks, device, generic)
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     tmp = Path(workdir)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -92,14 +96,15 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
                 f"abc -dress -lut 4; clean; synth_ecp5 -top {name}{keep} -run map_cells:"
                 + ("; flatten; opt_clean" if blocks else ""))
     out = {}
-    _yosys(f"{read}; {synth}; abc -g {GATE_LIBRARY}; opt_clean; "
-           f"tee -q -o gates.json stat -json -top {name}", tmp)
-    for scope, cells in _cells(tmp / "gates.json", blocks).items():
-        flops = sum(v for k, v in cells.items() if "DFF" in k.upper())
-        out[f"{scope}gates"], out[f"{scope}flops"] = sum(cells.values()) - flops, flops
-    _yosys(f"{read}; {synth}; abc -lut 4; opt -fast; tee -q -o lut4.json stat -json -top {name}", tmp)
-    for scope, cells in _cells(tmp / "lut4.json", blocks).items():
-        out[f"{scope}lut4"] = sum(v for k, v in cells.items() if "lut" in k.lower())
+    if generic:
+        _yosys(f"{read}; {synth}; abc -g {GATE_LIBRARY}; opt_clean; "
+               f"tee -q -o gates.json stat -json -top {name}", tmp)
+        for scope, cells in _cells(tmp / "gates.json", blocks).items():
+            flops = sum(v for k, v in cells.items() if "DFF" in k.upper())
+            out[f"{scope}gates"], out[f"{scope}flops"] = sum(cells.values()) - flops, flops
+        _yosys(f"{read}; {synth}; abc -lut 4; opt -fast; tee -q -o lut4.json stat -json -top {name}", tmp)
+        for scope, cells in _cells(tmp / "lut4.json", blocks).items():
+            out[f"{scope}lut4"] = sum(v for k, v in cells.items() if "lut" in k.lower())
     if ecp5:
         _yosys(f"{read}; {ecp5_map}; tee -q -o ecp5.stat.json stat -json; write_json ecp5.json", tmp)
         cells = _cells(tmp / "ecp5.stat.json", None)[""]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from specmx.models.corpus import build_corpus, ids_to_text, is_heldout, stdlib_files, text_to_ids
-from specmx.models.mamba import PRETRAINED, MambaLM, pretrained_dir
+from specmx.models.mamba import PRETRAINED, MambaLM, load_pretrained, pretrained_dir
 from specmx.models.specdec import speculative_generate
 
 
@@ -30,8 +30,9 @@ def _heldout_prompts(count=3, length=48):
 def test_shipped_model_agrees_with_transformers(name):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    ours = MambaLM.from_pretrained(pretrained_dir(name))
-    theirs = transformers.MambaForCausalLM.from_pretrained(str(pretrained_dir(name)), dtype=torch.float32).eval()
+    ours = load_pretrained(name)
+    hf_class = transformers.Mamba2ForCausalLM if "mamba2" in name else transformers.MambaForCausalLM
+    theirs = hf_class.from_pretrained(str(pretrained_dir(name)), dtype=torch.float32).eval()
     ids = _heldout_prompts(1, 96)[0]
     with torch.no_grad():
         ref = theirs(torch.tensor([ids])).logits[0].numpy()
@@ -40,7 +41,7 @@ def test_shipped_model_agrees_with_transformers(name):
     # negative control: a model one weight off is caught by the same comparison
     w = dict(ours.w)
     w["backbone.layers.0.mixer.D"] = w["backbone.layers.0.mixer.D"] * 1.01
-    off = MambaLM(ours.cfg, w).forward(ids)
+    off = type(ours)(ours.cfg, w).forward(ids)
     assert np.max(np.abs(off - ref)) > 1e-4 * np.max(np.abs(ref))
 
 
@@ -63,9 +64,9 @@ def test_heldout_rule_is_stable_and_disjoint():
     assert ids_to_text(text_to_ids("def parse(")) == "def parse("
 
 
-def test_speculative_equals_greedy_on_heldout_code():
-    target = MambaLM.from_pretrained(pretrained_dir("py-mamba1"))
-    draft = MambaLM.from_pretrained(pretrained_dir("py-mamba1-draft"))
+@pytest.mark.parametrize("family", ["mamba1", "mamba2"])
+def test_speculative_equals_greedy_on_heldout_code(family):
+    target, draft = load_pretrained(f"py-{family}"), load_pretrained(f"py-{family}-draft")
     accepted = 0
     for prompt in _heldout_prompts():
         plain = target.greedy(prompt, 32)
@@ -75,12 +76,13 @@ def test_speculative_equals_greedy_on_heldout_code():
     assert accepted > 0          # the trained draft predicts some of the target's bytes
 
 
-def test_cli_generates_text():
-    proc = subprocess.run([sys.executable, "-m", "specmx.cli", "mamba", "generate", "--model", "py-mamba1",
-                           "--draft", "py-mamba1-draft", "--prompt-text", "def parse(", "--tokens", "24", "--json"],
+@pytest.mark.parametrize("family", ["mamba1", "mamba2"])
+def test_cli_generates_text(family):
+    proc = subprocess.run([sys.executable, "-m", "specmx.cli", "mamba", "generate", "--model", f"py-{family}",
+                           "--draft", f"py-{family}-draft", "--prompt-text", "def parse(", "--tokens", "24", "--json"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    target = MambaLM.from_pretrained(pretrained_dir("py-mamba1"))
+    target = load_pretrained(f"py-{family}")
     assert out["tokens"] == target.greedy(text_to_ids("def parse("), 24)
     assert out["text"] == ids_to_text(out["tokens"])

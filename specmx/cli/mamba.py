@@ -13,19 +13,18 @@ def load_model(spec, field):
     """A trained model's name, a preset name (random weights, seed 0; Mamba-1 or Mamba-2) or a
     saved model directory (the family comes from config.json's model_type)."""
     from specmx.models import mamba2
-    from specmx.models.mamba import PRESETS, PRETRAINED, MambaLM, get_preset, pretrained_dir, read_config_json
+    from specmx.models.mamba import PRESETS, PRETRAINED, MambaLM, get_preset, load_pretrained
     if spec in PRESETS:
         return MambaLM.random(get_preset(spec), seed=0)
     if spec in mamba2.PRESETS:
         return mamba2.Mamba2LM.random(mamba2.get_preset(spec), seed=0)
-    if spec in PRETRAINED:
-        spec = pretrained_dir(spec)
-    elif not Path(spec).exists():
+    if spec not in PRETRAINED and not Path(spec).exists():
         raise UsageError(f"{field}: unknown model {spec!r} and no such directory; allowed: "
                          f"{', '.join(PRETRAINED + tuple(PRESETS) + tuple(mamba2.PRESETS))}")
     try:
-        family = read_config_json(spec).get("model_type", "mamba") if Path(spec).is_dir() else "mamba"
-        return (mamba2.Mamba2LM if family == "mamba2" else MambaLM).from_pretrained(spec)
+        if spec not in PRETRAINED and not Path(spec).is_dir():
+            return MambaLM.from_pretrained(spec)           # its own error names what is wrong
+        return load_pretrained(spec)
     except (ValueError, AttributeError) as exc:
         raise UsageError(f"{field}: {exc}") from None
 
@@ -97,7 +96,7 @@ def register(nouns, formatter):
     verbs = nouns.add_parser("mamba", help="the Mamba golden model").add_subparsers(dest="verb", required=True)
     p = verbs.add_parser("generate", help="greedy or speculative decoding", formatter_class=formatter)
     p.add_argument("--model", default="tiny", metavar="NAME|DIR",
-                   help="trained model (py-mamba1, py-mamba1-draft), random-weight preset or saved model directory")
+                   help="trained model (py-mamba1, py-mamba1-draft, py-mamba2, py-mamba2-draft), random-weight preset or saved model directory")
     p.add_argument("--draft", default=None, metavar="SPEC",
                    help="a trained model, self, noise<sigma>, layers<N> or a saved directory (default: plain greedy)")
     p.add_argument("--tree", default="3,2,1", metavar="W,W,...",

@@ -107,8 +107,9 @@ def cmd_synth(args):
     rtl = unit_rtl(args.unit, ssm, args.eps)
     lanes = 1 if args.unit == "rmsnorm" else ssm.lanes
     result = {"unit": args.unit, "family": ssm.family, "lanes": lanes, "config": ssm.fma.name}
-    result.update(synthesize(rtl, args.unit, fmax=not args.no_fmax))
-    return save_result(result, Path(args.out) / f"synth_ssm_{args.unit}_l{lanes}.json", args.json)
+    result.update(synthesize(rtl, args.unit, fmax=not args.no_fmax, generic=not args.ecp5_only))
+    family = f"_{ssm.family}" if args.unit == "scan" else ""
+    return save_result(result, Path(args.out) / f"synth_ssm_{args.unit}{family}_l{lanes}.json", args.json)
 
 
 def unit_rtl(unit, ssm, eps=1e-5):
@@ -157,4 +158,6 @@ def register(nouns, formatter):
     p = verbs.add_parser("synth", help="synthesize a unit (gates, LUT4, ECP5, Fmax)", formatter_class=formatter)
     _add_unit_options(p)
     add_synth_output_options(p)
+    p.add_argument("--ecp5-only", action="store_true",
+                   help="skip the gates and LUT4 mappings (minutes to hours for units with Horner multipliers)")
     p.set_defaults(func=cmd_synth)
