@@ -37,6 +37,8 @@ bench: $(STAMP)
 	$(RUN) $(BIN)/python bench/run.py
 	$(RUN) $(BIN)/python bench/mamba.py
 	$(RUN) $(BIN)/python bench/acceptance.py
+	$(RUN) $(BIN)/python bench/loss_curves.py
+	$(RUN) $(BIN)/python bench/ssm_synth.py
 	$(RUN) $(BIN)/python bench/function_error.py
 	$(RUN) $(BIN)/python bench/ssm_numerics.py
 	$(RUN) $(BIN)/python bench/array_area.py --jobs $(JOBS)

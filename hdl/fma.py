@@ -9,8 +9,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from specmx.models.config import FMAConfig
-from specmx.models.fma import WideView
+from specmx.models.config import FMAConfig, WideView
 from specmx.hdl.arith import grouped_leading_zeros, leading_zeros, max_signed, unpack_ieee
 
 __all__ = ["FMA", "fma_datapath", "CUT_POINTS", "ieee_to_internal", "register", "delay", "delay_valid"]

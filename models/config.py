@@ -15,7 +15,7 @@ from typing import Optional
 
 from specmx.models.formats import FloatFormat, get_format
 
-__all__ = ["FMAConfig", "InternalFormat", "GemmConfig", "PerfConfig", "SSMConfig", "FAMILIES",
+__all__ = ["FMAConfig", "WideView", "InternalFormat", "GemmConfig", "PerfConfig", "SSMConfig", "FAMILIES",
            "IN_FORMATS", "ACC_FORMATS", "NORM_POLICIES", "ROUNDINGS", "SUBNORMAL_MODES", "STEPS",
            "DATAFLOWS"]
 
@@ -216,6 +216,21 @@ def _integer(name, value, low=1, high=None):
 
 
 DATAFLOWS = ("os", "ws")
+
+
+class WideView:
+    """`cfg` with multiplicand b in the accumulator format (IEEE words): the product is
+    p_in + p_acc bits wide and the sum register grows to match (58 bits for bf16 x fp32)."""
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        self.b_f = cfg.acc_f
+        self.prod_width = cfg.in_f.precision + cfg.acc_f.precision
+        self.sum_width = self.prod_width + cfg.c_width + 2
+        self.lzd_window = self.sum_width + 1 if cfg.window is None else cfg.window
+
+    def __getattr__(self, name):
+        return getattr(self._cfg, name)
 
 
 @dataclass(frozen=True)

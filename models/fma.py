@@ -40,7 +40,7 @@ import numpy as np
 # The config objects live in `config` (RTL imports them without the golden model); they are
 # re-exported here, where users have always imported them.
 from specmx.models.config import (ACC_FORMATS, IN_FORMATS, NORM_POLICIES, ROUNDINGS,
-                                  SUBNORMAL_MODES, FMAConfig, InternalFormat)
+                                  SUBNORMAL_MODES, FMAConfig, InternalFormat, WideView)
 from specmx.models.formats import check_bits, decode, encode
 
 __all__ = ["FMAConfig", "InternalFormat", "fma", "fma_wide", "to_internal", "normalize", "acc_decode",
@@ -129,21 +129,6 @@ def fma(a, b, c, cfg: FMAConfig):
         s = slice(i, i + CHUNK)
         out[s] = _fma_block(a[s], b[s], c[s], cfg)
     return out.reshape(shape)
-
-
-class WideView:
-    """`cfg` with multiplicand b in the accumulator format (IEEE words): the product is
-    p_in + p_acc bits wide and the sum register grows to match (58 bits for bf16 x fp32)."""
-
-    def __init__(self, cfg):
-        self._cfg = cfg
-        self.b_f = cfg.acc_f
-        self.prod_width = cfg.in_f.precision + cfg.acc_f.precision
-        self.sum_width = self.prod_width + cfg.c_width + 2
-        self.lzd_window = self.sum_width + 1 if cfg.window is None else cfg.window
-
-    def __getattr__(self, name):
-        return getattr(self._cfg, name)
 
 
 def fma_wide(a, b, c, cfg: FMAConfig):
