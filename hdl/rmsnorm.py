@@ -95,7 +95,7 @@ class RMSNormUnit(wiring.Component):
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en & (phase == INGEST)),
                      take.eq(self.i.valid & self.i.ready)]
 
-        m.submodules.buffer = buf = Memory(shape=32, depth=n, init=[])
+        m.submodules.buffer = buf = Memory(shape=32, depth=max(n, 2), init=[])   # an address bit even at n=1
         rd, wr = buf.read_port(domain="comb"), buf.write_port()
         x = round_to_operand(m, self.i.payload.x, "x")
         m.d.comb += [rd.addr.eq(k), wr.addr.eq(k), wr.data.eq(Cat(x, self.i.payload.w)), wr.en.eq(take)]
