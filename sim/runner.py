@@ -8,8 +8,8 @@ Parameters travel to the testbench as environment variables, together with the m
 component's signature to its Verilog port names (`port_map`); the testbench writes a JSON report
 that `run_cocotb` returns together with cocotb's pass/fail counts.
 
-Verilator's runtime objects (verilated*.o and cocotb's main, the same for every design) are
-compiled once per set of build options and copied into later build folders
+Verilator's runtime library objects (verilated*.o, the same for every design) are compiled
+once per set of build options and copied into later build folders
 (`<build>/sim/_runtime-<hash>`), which saves about 20 CPU-seconds a build.
 
 Verilator builds run with its warnings on and fatal, except the patterns waived (one commented
@@ -111,7 +111,9 @@ def verilator_lint(text, toplevel):
     return [line for line in lines if re.match(r"%(Warning|Error)", line)]
 
 
-RUNTIME_OBJECTS = ("verilated.o", "verilated_dpi.o", "verilated_vpi.o", "verilated_threads.o", "verilator.o")
+# Verilator's runtime library: the same code for every design (cocotb's main, verilator.o,
+# includes the design's header and is compiled per build).
+RUNTIME_OBJECTS = ("verilated.o", "verilated_dpi.o", "verilated_vpi.o", "verilated_threads.o")
 
 
 def _copy_objects(src, dst):
