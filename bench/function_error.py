@@ -1,6 +1,6 @@
 """Error of the function units against float64: every bf16 input (widened to fp32), 1M random
 fp32 words plus the range edges, and optionally every fp32 input (--exhaustive-fp32, in
-chunks with progress; about 20 minutes per function on one core). Max and mean error in ulp of the fp32 result, and
+chunks with progress; about 30 minutes per function on one core). Max and mean error in ulp of the fp32 result, and
 of the result rounded to bf16 (the operand rule), with the special values checked. Writes
 out/bench/function_error.json and .md."""
 

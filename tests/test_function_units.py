@@ -123,7 +123,7 @@ def test_rtl_matches_golden_on_1m_random_fp32(name):
 @pytest.mark.regress
 @pytest.mark.parametrize("name", fu.FUNCTIONS)
 def test_error_bound_over_every_fp32_input(name):
-    """Every one of the 2^32 fp32 inputs (numpy, about 20 minutes per function on one core):
+    """Every one of the 2^32 fp32 inputs (numpy, about 30 minutes per function on one core):
     below 1 ulp wherever the exact result is a finite fp32 value."""
     stats = fu.exhaustive_error(name)
     print(f"{name}: every fp32 input: {stats}")          # shown with pytest -rP
