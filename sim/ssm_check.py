@@ -70,6 +70,15 @@ def _run_stream_unit(rtl, verilog, toplevel, inputs, expected, lanes, simulator,
     return report
 
 
+def _judged(report, predicted):
+    """Add the cycle model's verdict: `predicted_cycles`, `cycles_match`, and `ok` (the run
+    passed, every word matched, and the measured cycles equal the prediction)."""
+    report["predicted_cycles"] = predicted.total
+    report["cycles_match"] = report["cycles"] == predicted.total
+    report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])
+    return report
+
+
 def check_function(name, inputs=None, lanes=1, simulator="verilator", seed=0, idle=0.0,
                    backpressure=0.0, corrupt=0, waves=None, cycle_model=function_unit_cycles):
     """Simulate function unit `name` (`lanes` words per beat) on fp32 words `inputs` (default:
@@ -96,11 +105,7 @@ def check_function(name, inputs=None, lanes=1, simulator="verilator", seed=0, id
     rtl, verilog = _function_rtl(names or name, lanes)
     report = _run_stream_unit(rtl, verilog, "fu", words, expected, lanes, simulator, seed,
                               idle, backpressure, waves)
-    pred = cycle_model(names or name, len(words), report["starved"], report["held"], lanes)
-    report["predicted_cycles"] = pred.total
-    report["cycles_match"] = report["cycles"] == pred.total
-    report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])
-    return report
+    return _judged(report, cycle_model(names or name, len(words), report["starved"], report["held"], lanes))
 
 
 def conv_vectors(ssm: SSMConfig, tokens, seed=0, corners=True):
@@ -162,11 +167,7 @@ def check_conv(ssm: SSMConfig, tokens=24, simulator="verilator", seed=0, idle=0.
     report = _run_stream_unit(rtl, verilog, "conv", x.reshape(-1), expected, ssm.lanes, simulator, seed,
                               idle, backpressure, waves, optimize="-O0",      # short runs: build fast
                               beat_limbs=_pack_conv_beats(ssm, x, w, bias, clear))
-    pred = cycle_model(ssm, tokens, report["starved"], report["held"])
-    report["predicted_cycles"] = pred.total
-    report["cycles_match"] = report["cycles"] == pred.total
-    report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])
-    return report
+    return _judged(report, cycle_model(ssm, tokens, report["starved"], report["held"]))
 
 
 def pack_beats(layout, records):
@@ -253,11 +254,7 @@ def check_scan(ssm: SSMConfig, tokens=16, simulator="verilator", seed=0, idle=0.
     beats = pack_beats(scan_layout(ssm), _scan_records(ssm, v))
     report = _run_stream_unit(rtl, verilog, "scan", np.arange(expected.size), expected, 1, simulator,
                               seed, idle, backpressure, waves, optimize="-O0", beat_limbs=beats)
-    pred = cycle_model(ssm, tokens, report["starved"], report["held"])
-    report["predicted_cycles"] = pred.total
-    report["cycles_match"] = report["cycles"] == pred.total
-    report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])
-    return report
+    return _judged(report, cycle_model(ssm, tokens, report["starved"], report["held"]))
 
 
 def rmsnorm_vectors(length, vectors, seed=0, corners=True):
@@ -297,8 +294,4 @@ def check_rmsnorm(fma, length, vectors=8, eps=1e-5, simulator="verilator", seed=
     beats = pack_beats(rmsnorm_layout(), ({"x": a, "w": b} for a, b in zip(x.reshape(-1), w.reshape(-1))))
     report = _run_stream_unit(rtl, verilog, "rmsnorm", x.reshape(-1), expected, 1, simulator, seed,
                               idle, backpressure, waves, optimize="-O0", beat_limbs=beats)
-    pred = cycle_model(length, vectors, report["starved"], report["held"])
-    report["predicted_cycles"] = pred.total
-    report["cycles_match"] = report["cycles"] == pred.total
-    report["ok"] = bool(report["passed"] and report["mismatches"] == 0 and report["cycles_match"])
-    return report
+    return _judged(report, cycle_model(length, vectors, report["starved"], report["held"]))
