@@ -9,6 +9,14 @@ arrive together; after `stages` - 1 internal pipeline cuts the FMA result lands 
 loads `acc` from `acc_in` instead (the array's column shift chain). `a_out`, `b_out`, `v_out`
 are the operands one cycle later, for the PEs to the right and below.
 
+`OSStreamPE` (output stationary, streaming schedule): the FMA's s pipeline stages hold s
+independent accumulations (row groups q = 0..s-1, one step each per cycle, so a pipelined PE
+still does one MAC per cycle). Steps carry `first`/`last` flags: a first step takes its addend
+from the tail of a local C0 chain (`c0`, s words) and pops it; a last step's result, when it
+leaves the pipeline, is pushed into a local result chain (`res`, s words) instead of feeding
+back. Both chains also shift globally (`c_shift`, `r_shift`) through the column, so C0 of the
+next tile shifts in and results of the previous tile shift out while the array computes.
+
 `WSPE` (weight stationary): holds one weight `w`, loaded from `w_in` while `w_shift` is high
 (`w` also feeds the PE below's `w_in`). A partial sum `psum_in` and its operand `a` enter
 together; `stages` cycles later `psum_out` is a*w + psum_in, or psum_in unchanged when `keep`
@@ -22,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from specmx.models.config import FMAConfig
 from specmx.hdl.fma import PREFERENCE, _Pipeline, fma_datapath
 
-__all__ = ["OSPE", "WSPE", "BlackBox", "delay"]
+__all__ = ["OSPE", "OSStreamPE", "WSPE", "BlackBox", "delay"]
 
 
 def delay(m, value, cycles, name):
@@ -59,6 +67,47 @@ class OSPE(wiring.Component):
             m.d.sync += acc.eq(result)
         m.d.comb += [self.acc.eq(acc), self.a_out.eq(delay(m, self.a, 1, "a_next")),
                      self.b_out.eq(delay(m, self.b, 1, "b_next")), self.v_out.eq(delay(m, self.v, 1, "v_next"))]
+        return m
+
+
+class OSStreamPE(wiring.Component):
+    """Output-stationary PE of the streaming schedule (module docstring). Parameters: cfg,
+    stages (1..5)."""
+
+    @staticmethod
+    def ports(cfg: FMAConfig):
+        w_in, w_acc = cfg.in_f.width, cfg.acc_width
+        return wiring.Signature({"a": In(w_in), "b": In(w_in), "v": In(1), "first": In(1), "last": In(1),
+                                 "c_shift": In(1), "c_in": In(w_acc), "r_shift": In(1), "r_in": In(w_acc),
+                                 "a_out": Out(w_in), "b_out": Out(w_in), "v_out": Out(1), "first_out": Out(1),
+                                 "last_out": Out(1), "c_out": Out(w_acc), "r_out": Out(w_acc)})
+
+    def __init__(self, cfg: FMAConfig, stages: int):
+        self.cfg, self.stages = cfg, stages
+        super().__init__(self.ports(cfg))
+
+    def elaborate(self, platform):
+        m = Module()
+        s, w_acc = self.stages, self.cfg.acc_width
+        acc = Signal(w_acc, name="acc_reg")
+        c0 = [Signal(w_acc, name=f"c0_{n}") for n in range(s)]
+        res = [Signal(w_acc, name=f"res_{n}") for n in range(s)]
+        pipe = _Pipeline(m, set(PREFERENCE[1:s]), 1)          # the accumulator is the last stage
+        result = fma_datapath(m, self.cfg, self.a, self.b, Mux(self.first, c0[-1], acc), pipe)
+        done = delay(m, self.v, s - 1, "v")
+        done_last = delay(m, self.v & self.last, s - 1, "last")
+        with m.If(done):
+            m.d.sync += acc.eq(result)
+        with m.If(self.c_shift | (self.v & self.first)):        # global shift, or pop the addend
+            m.d.sync += [c0[0].eq(self.c_in)] + [c0[n].eq(c0[n - 1]) for n in range(1, s)]
+        with m.If(self.r_shift | done_last):                    # global shift, or push a result
+            m.d.sync += [res[0].eq(Mux(self.r_shift, self.r_in, result))]
+            m.d.sync += [res[n].eq(res[n - 1]) for n in range(1, s)]
+        m.d.comb += [self.c_out.eq(c0[-1]), self.r_out.eq(res[-1]),
+                     self.a_out.eq(delay(m, self.a, 1, "a_next")), self.b_out.eq(delay(m, self.b, 1, "b_next")),
+                     self.v_out.eq(delay(m, self.v, 1, "v_next")),
+                     self.first_out.eq(delay(m, self.first, 1, "first_next")),
+                     self.last_out.eq(delay(m, self.last, 1, "last_next"))]
         return m
 
 

@@ -11,6 +11,13 @@ register: with `pe_stages` = s it accepts one step every s cycles. The accumulat
 column shift chain: `shift` moves every row down by one, row 0 takes `acc_in`, and `acc_out`
 shows row R-1 (so loading the next tile's C0 unloads this tile's results).
 
+Output stationary, streaming schedule (`OSStreamArray`): the same wavefront, with `OSStreamPE`s.
+A step is (k, q): row group q of the tile's R*s rows at reduction index k, presented on `a`
+with `v`, `first` (k == 0) and `last` (k == K-1); lane l of `a` carries tile row l*s + q and
+feeds PE row R-1-l (so the column chains hold the tile's rows in order: row 0 at the bottom).
+`c_shift` moves the C0 chains down one word (`c_in` enters at the top); `r_shift` moves the
+result chains down one word (`r_out` shows the bottom): both R*s words long per column.
+
 Weight stationary (`WSArray`): PE (i, j) holds B[k0+i, n0+j], loaded through a column shift
 chain (`w_shift`, `w_in` enters row 0). A row of A (A[m, k0..]) and its partial sums
 (`psum_in`, C0 or the previous k-fold) enter together; row i is delayed i*s cycles, column j
@@ -24,10 +31,10 @@ from amaranth.hdl import Module, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from specmx.hdl.pe import OSPE, WSPE, BlackBox, delay
+from specmx.hdl.pe import OSPE, OSStreamPE, WSPE, BlackBox, delay
 from specmx.models.config import GemmConfig
 
-__all__ = ["OSArray", "WSArray", "PE_MODULE", "array_for"]
+__all__ = ["OSArray", "OSStreamArray", "WSArray", "PE_MODULE", "array_for"]
 
 PE_MODULE = "specmx_pe"
 
@@ -86,6 +93,39 @@ class OSArray(_Array):
         return m
 
 
+class OSStreamArray(_Array):
+    """Output-stationary array of the streaming schedule (module docstring). Parameter: a
+    GemmConfig."""
+
+    PE = OSStreamPE
+    STEP_FLAGS = ("v", "first", "last")
+
+    def _ports(self, lane_in, lane_acc):
+        return {"a": In(lane_in(self.rows)), "b": In(lane_in(self.cols)), "v": In(1), "first": In(1),
+                "last": In(1), "c_shift": In(1), "c_in": In(lane_acc(self.cols)), "r_shift": In(1),
+                "r_out": Out(lane_acc(self.cols))}
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.rows, self.cols
+        b_down = [delay(m, self.b[j], j, f"b_skew{j}") for j in range(C)]
+        c_above = [self.c_in[j] for j in range(C)]
+        r_above = [0] * C
+        for i in range(R):
+            a_here = delay(m, self.a[R - 1 - i], i, f"a_skew{i}")
+            flags = {f: delay(m, getattr(self, f), i, f"{f}_skew{i}") for f in self.STEP_FLAGS}
+            for j in range(C):
+                pe = self._add_pe(m, i, j)
+                m.d.comb += [pe.a.eq(a_here), pe.b.eq(b_down[j]), pe.c_shift.eq(self.c_shift),
+                             pe.r_shift.eq(self.r_shift), pe.c_in.eq(c_above[j]), pe.r_in.eq(r_above[j])]
+                m.d.comb += [getattr(pe, f).eq(flags[f]) for f in self.STEP_FLAGS]
+                a_here, b_down[j], c_above[j], r_above[j] = pe.a_out, pe.b_out, pe.c_out, pe.r_out
+                flags = {f: getattr(pe, f"{f}_out") for f in self.STEP_FLAGS}
+        for j in range(C):
+            m.d.comb += self.r_out[j].eq(r_above[j])
+        return m
+
+
 class WSArray(_Array):
     """Weight-stationary array (module docstring). Parameter: a GemmConfig."""
 
@@ -121,4 +161,6 @@ class WSArray(_Array):
 
 def array_for(engine: GemmConfig, **kwargs):
     """The array class of `engine.dataflow`, built for `engine`."""
+    if engine.schedule == "streaming":
+        return {"os": OSStreamArray}[engine.dataflow](engine, **kwargs)
     return (OSArray if engine.dataflow == "os" else WSArray)(engine, **kwargs)

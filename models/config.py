@@ -17,7 +17,7 @@ from specmx.models.formats import FloatFormat, get_format
 
 __all__ = ["FMAConfig", "WideView", "InternalFormat", "GemmConfig", "PerfConfig", "SSMConfig", "FAMILIES",
            "IN_FORMATS", "ACC_FORMATS", "NORM_POLICIES", "ROUNDINGS", "SUBNORMAL_MODES", "STEPS",
-           "DATAFLOWS"]
+           "DATAFLOWS", "SCHEDULES"]
 
 IN_FORMATS = ("bf16", "fp16", "e4m3", "e5m2")
 ACC_FORMATS = ("bf16", "fp16", "fp32")
@@ -216,6 +216,10 @@ def _integer(name, value, low=1, high=None):
 
 
 DATAFLOWS = ("os", "ws")
+# "phased": load whole matrices into on-chip buffers, compute, then drain (hdl.gemm).
+# "streaming": operands and results stream in tile order, overlapping load, compute and drain
+# (hdl.stream_gemm).
+SCHEDULES = ("phased", "streaming")
 
 
 class WideView:
@@ -250,7 +254,11 @@ class GemmConfig:
     pe_stages : int
         FMA pipeline stages per PE (1..5).
     max_m, max_n, max_k : int
-        Largest GEMM the on-chip buffers of the RTL engine hold (the cycle model ignores them).
+        Largest GEMM the RTL engine accepts: the on-chip buffers of the phased engine, the
+        command counters of the streaming one (the cycle model ignores them).
+    schedule : {"phased", "streaming"}
+        Phased: load, compute, drain one after the other through whole-matrix buffers.
+        Streaming: vector-wide streams in tile order, load and drain overlapped with compute.
     """
 
     fma: FMAConfig = field(default_factory=FMAConfig)
@@ -261,6 +269,7 @@ class GemmConfig:
     max_m: int = 32
     max_n: int = 32
     max_k: int = 32
+    schedule: str = "phased"
 
     def __post_init__(self):
         if not isinstance(self.fma, FMAConfig):
@@ -271,6 +280,7 @@ class GemmConfig:
         _integer("pe_stages", self.pe_stages, 1, 5)
         for name in ("max_m", "max_n", "max_k"):
             _integer(name, getattr(self, name))
+        _choice("schedule", self.schedule, SCHEDULES)
 
     @property
     def in_bytes(self):
@@ -288,7 +298,8 @@ class GemmConfig:
 
     @property
     def name(self):
-        return f"{self.rows}x{self.cols}_{self.dataflow}_s{self.pe_stages}_{self.fma.slug}"
+        tail = "_stream" if self.schedule == "streaming" else ""
+        return f"{self.rows}x{self.cols}_{self.dataflow}_s{self.pe_stages}_{self.fma.slug}{tail}"
 
 
 @dataclass(frozen=True)

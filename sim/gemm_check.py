@@ -9,6 +9,7 @@ import numpy as np
 from specmx.models.config import FMAConfig, GemmConfig
 from specmx.models.formats import encode
 from specmx.models.gemm import gemm
+from specmx.models.gemm_streams import os_stream_beats, tiles
 from specmx.models.perf.gemm import gemm_cycles
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
 
@@ -31,9 +32,29 @@ def gemm_operands(cfg: FMAConfig, M, N, K, seed=0):
 def _engine_rtl(engine: GemmConfig):
     """The RTL engine and its Verilog, converted once per configuration in a process (the
     conversion takes seconds; a regression runs many GEMMs on one engine)."""
-    from specmx.hdl.gemm import GEMMEngine
-    rtl = GEMMEngine(engine)
+    if engine.schedule == "streaming":
+        from specmx.hdl.stream_gemm import OSStreamEngine
+        rtl = OSStreamEngine(engine)
+    else:
+        from specmx.hdl.gemm import GEMMEngine
+        rtl = GEMMEngine(engine)
     return rtl, to_verilog(rtl, "gemm")
+
+
+def _stream_vectors(engine, A, B, C0, expected):
+    """npz fields of the streaming testbench: operand beats, expected result beats and the
+    lanes of each result beat that hold a real column."""
+    a, b, c0 = os_stream_beats(engine, A, B, C0)
+    M, N = expected.shape
+    C = engine.cols
+    rows, valid = [], []
+    padded = np.zeros((M, -(-N // C) * C), dtype=np.int64)
+    padded[:, :N] = expected
+    for m0, n0 in tiles(engine, M, N):
+        top = min(m0 + engine.rows * engine.pe_stages, M)
+        rows.append(padded[m0:top, n0:n0 + C])
+        valid.append(np.broadcast_to(np.arange(n0, n0 + C) < N, (top - m0, C)))
+    return {"a": a, "b": b, "c0": c0, "expected": np.concatenate(rows), "lanes_valid": np.concatenate(valid)}
 
 
 def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpressure=0.0, idle=0.0,
@@ -41,8 +62,9 @@ def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpre
     """Simulate one GEMM of `shape` (M, N, K) on the RTL engine of `engine`; compare every
     result bit for bit with the golden GEMM and the measured cycles with the cycle model.
 
-    `idle`: probability of a gap between operand words; `backpressure`: probability the result
-    sink is not ready; both are accounted in `predicted_cycles` as the cycle model defines.
+    `idle`: probability of a gap between operand words (beats, streaming); `backpressure`:
+    probability the result sink is not ready; both are accounted in `predicted_cycles` as the
+    cycle model defines (phased: source gaps and held results; streaming: stall cycles).
     `corrupt` > 0 flips a bit in that many expected results, and `cycle_model` replaces the
     cycle model (negative controls: both must make the check fail).
     Returns the testbench report plus `predicted_cycles`, `cycles_match`, `ok` (bits and
@@ -51,7 +73,8 @@ def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpre
     M, N, K = shape
     for label, v, cap in zip("MNK", shape, engine.buffers):
         if v > cap:
-            raise ValueError(f"shape: {label}={v} overflows the engine's buffers (max_{label.lower()}={cap})")
+            raise ValueError(f"shape: {label}={v} exceeds the engine's max_{label.lower()}={cap}")
+    streaming = engine.schedule == "streaming"
     A, B, C0 = gemm_operands(engine.fma, M, N, K, seed)
     expected = gemm(engine, A, B, C0)
     if corrupt:
@@ -62,18 +85,25 @@ def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpre
     build_root().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=build_root()) as tmp:
         path = Path(tmp) / "gemm.npz"
-        np.savez(path, a=A, b=B, c0=C0, expected=expected, m=M, n=N, k=K)
-        result = run_cocotb(rtl, "gemm", "specmx.sim.tb_gemm",
+        fields = _stream_vectors(engine, A, B, C0, expected) if streaming else \
+            {"a": A, "b": B, "c0": C0, "expected": expected}
+        np.savez(path, **fields, m=M, n=N, k=K)
+        result = run_cocotb(rtl, "gemm", "specmx.sim.tb_stream_gemm" if streaming else "specmx.sim.tb_gemm",
                             {"SPECMX_VECTORS": path, "SPECMX_SEED": seed, "SPECMX_IDLE": idle,
                              "SPECMX_BACKPRESSURE": backpressure,
+                             "SPECMX_WORD_BITS": f"{engine.fma.in_f.width},{engine.fma.acc_f.width}",
                              "SPECMX_CMD_WIDTHS": ",".join(map(str, widths))}, simulator,
                             verilog_text=verilog, waves=waves)
-    report = {"mismatches": None, "cycles": None, "backpressure_cycles": 0, "first_mismatches": [],
-              "source_gaps": {"a": 0, "b": 0, "c0": 0}}
+    report = {"mismatches": None, "cycles": None, "backpressure_cycles": 0, "stall_cycles": 0,
+              "first_mismatches": [], "source_gaps": {"a": 0, "b": 0, "c0": 0}}
     report.update(result.report)
-    gaps = report["source_gaps"]
-    pred = cycle_model(engine, M, N, K, input_gaps=(gaps["a"], gaps["b"], gaps["c0"]))
-    report["predicted_cycles"] = pred.total_cycles + report["backpressure_cycles"]
+    if streaming:
+        pred = cycle_model(engine, M, N, K, stalls=report["stall_cycles"])
+        report["predicted_cycles"] = pred.total_cycles
+    else:
+        gaps = report["source_gaps"]
+        pred = cycle_model(engine, M, N, K, input_gaps=(gaps["a"], gaps["b"], gaps["c0"]))
+        report["predicted_cycles"] = pred.total_cycles + report["backpressure_cycles"]
     report["cycles_match"] = report["cycles"] == report["predicted_cycles"]
     report["ok"] = bool(result.passed and report["mismatches"] == 0 and report["cycles_match"])
     report.update(passed=result.passed, log_dir=str(result.log_dir),

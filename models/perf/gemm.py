@@ -6,6 +6,14 @@ The engine runs three phases back to back (see the schedule in `hdl/gemm.py`):
   compute  OS: MT*NT*(2R + C + K*s - 1) + R + 1
            WS: NT*KT*(M + R + R*s + C + 1)
   drain    M*N + 1
+The streaming schedule (`hdl/stream_gemm.py`, RS = R*s, D = s + R + C - 3, ks = K*s,
+P = max(ks, RS + D + 1), MT = ceil(M/RS), NT = ceil(N/C)) overlaps the three:
+  load     RS                 C0 of the first tile
+  compute  (MT*NT - 1)*P + ks  every tile's steps, one per cycle
+  drain    D + (M - (MT-1)*RS) the last tile's results leave the array
+and the RTL check adds its measured stall cycles (`stalls`). With a bandwidth limit it streams
+(MT*NT*(K*s*R + K*C) input words, 2*NT*M*C accumulator words) and takes at least
+bytes / bandwidth cycles: a bound, not a schedule the RTL was checked against.
 With a memory bandwidth limit (bytes per cycle shared by the load and drain streams), a phase
 takes at least its bytes / bandwidth cycles; the excess is reported as stall cycles.
 `compute_cycles` counts the cycles in which the array does useful MACs' worth of work (the
@@ -42,15 +50,34 @@ def _positive(name, value, high=None):
         raise ValueError(f"{name}: must be an integer {rng}, got {value!r}")
 
 
-def gemm_cycles(engine: GemmConfig, M, N, K, perf: PerfConfig = PerfConfig(), input_gaps=(0, 0, 0)):
+def _streaming_cycles(engine: GemmConfig, M, N, K, perf: PerfConfig, stalls):
+    R, C, s = engine.rows, engine.cols, engine.pe_stages
+    RS, D, ks = R * s, s + R + C - 3, K * s
+    MT, NT = ceil(M / RS), ceil(N / C)
+    period = max(ks, RS + D + 1)
+    load, array, drain = RS, (MT * NT - 1) * period + ks, D + M - (MT - 1) * RS
+    stall = stalls
+    if perf.bandwidth is not None:
+        words_in = MT * NT * K * (s * R + C)
+        nbytes = words_in * engine.in_bytes + 2 * NT * M * C * engine.acc_bytes
+        stall += max(0, ceil(nbytes / perf.bandwidth) - (load + array + drain))
+    return load, array, drain, stall
+
+
+def gemm_cycles(engine: GemmConfig, M, N, K, perf: PerfConfig = PerfConfig(), input_gaps=(0, 0, 0),
+                stalls=0):
     """Cycles of C = A x B + C0 (M x K times K x N) on the engine `engine` at the operating
     point `perf` (clock; interface bytes per cycle, or None for the engine's own
     one-word-per-stream-per-cycle rate). Operand and result widths come from `engine.fma`.
-    `input_gaps` are the idle cycles the A, B and C0 sources leave between words: the load
-    phase ends when the slowest stream is complete. Returns a GemmCycles.
+    `input_gaps` (phased schedule) are the idle cycles the A, B and C0 sources leave between
+    words: the load phase ends when the slowest stream is complete. `stalls` (streaming
+    schedule) are the cycles the engine froze for a missing beat or a refused result.
+    Returns a GemmCycles.
     """
     for name, v in (("M", M), ("N", N), ("K", K)):
         _positive(name, v)
+    if engine.schedule == "streaming":
+        return _result(engine, M, N, K, perf, *_streaming_cycles(engine, M, N, K, perf, stalls))
     R, C, s = engine.rows, engine.cols, engine.pe_stages
     in_bytes, acc_bytes, bandwidth = engine.in_bytes, engine.acc_bytes, perf.bandwidth
     MT, NT, KT = ceil(M / R), ceil(N / C), ceil(K / R)
@@ -66,8 +93,12 @@ def gemm_cycles(engine: GemmConfig, M, N, K, perf: PerfConfig = PerfConfig(), in
         load_bw = ceil(((M * K + K * N) * in_bytes + M * N * acc_bytes) / bandwidth) + 1
         drain_bw = ceil(M * N * acc_bytes / bandwidth) + 1
         stall = max(0, load_bw - load) + max(0, drain_bw - drain)
+    return _result(engine, M, N, K, perf, load, array, drain, stall)
+
+
+def _result(engine, M, N, K, perf, load, array, drain, stall):
     total = load + array + drain + stall
-    compute = ceil(M * N * K / (R * C))
+    compute = ceil(M * N * K / (engine.rows * engine.cols))
     seconds = total / (perf.clock_mhz * 1e6)
     return GemmCycles(total, load, array, drain, stall, compute, compute / total,
                       2 * M * N * K / seconds / 1e9, seconds * 1e6)
