@@ -15,7 +15,8 @@ still does one MAC per cycle). Steps carry `first`/`last` flags: a first step ta
 from the tail of a local C0 chain (`c0`, s words) and pops it; a last step's result, when it
 leaves the pipeline, is pushed into a local result chain (`res`, s words) instead of feeding
 back. Both chains also shift globally (`c_shift`, `r_shift`) through the column, so C0 of the
-next tile shifts in and results of the previous tile shift out while the array computes.
+next tile shifts in and results of the previous tile shift out while the array computes. Every
+register holds while `en` is low (the engine's stall).
 
 `WSPE` (weight stationary): holds one weight `w`, loaded from `w_in` while `w_shift` is high
 (`w` also feeds the PE below's `w_in`). A partial sum `psum_in` and its operand `a` enter
@@ -23,7 +24,7 @@ together; `stages` cycles later `psum_out` is a*w + psum_in, or psum_in unchange
 was low (a padded row past K). `a_out`/`keep_out` pass the operand to the right one cycle later.
 """
 
-from amaranth.hdl import ClockSignal, Instance, Module, Mux, ResetSignal, Signal
+from amaranth.hdl import ClockSignal, EnableInserter, Instance, Module, Mux, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -77,7 +78,7 @@ class OSStreamPE(wiring.Component):
     @staticmethod
     def ports(cfg: FMAConfig):
         w_in, w_acc = cfg.in_f.width, cfg.acc_width
-        return wiring.Signature({"a": In(w_in), "b": In(w_in), "v": In(1), "first": In(1), "last": In(1),
+        return wiring.Signature({"en": In(1), "a": In(w_in), "b": In(w_in), "v": In(1), "first": In(1), "last": In(1),
                                  "c_shift": In(1), "c_in": In(w_acc), "r_shift": In(1), "r_in": In(w_acc),
                                  "a_out": Out(w_in), "b_out": Out(w_in), "v_out": Out(1), "first_out": Out(1),
                                  "last_out": Out(1), "c_out": Out(w_acc), "r_out": Out(w_acc)})
@@ -108,7 +109,7 @@ class OSStreamPE(wiring.Component):
                      self.v_out.eq(delay(m, self.v, 1, "v_next")),
                      self.first_out.eq(delay(m, self.first, 1, "first_next")),
                      self.last_out.eq(delay(m, self.last, 1, "last_next"))]
-        return m
+        return EnableInserter(self.en)(m)
 
 
 class WSPE(wiring.Component):

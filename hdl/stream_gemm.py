@@ -25,7 +25,7 @@ input has a one-beat holding register, so a beat offered during another stream's
 taken at once. (`models.perf.gemm.gemm_cycles` gives the same figure.)
 """
 
-from amaranth.hdl import Const, EnableInserter, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,6 +46,9 @@ class OSStreamEngine(wiring.Component):
     ----------
     engine : GemmConfig
         dataflow "os", schedule "streaming"; max_m, max_n, max_k bound the command (<= 65535).
+    black_box_pes : bool
+        Every PE an instance of one module (`systolic.PE_MODULE`, built from `self.array.pe()`):
+        for simulation and synthesis, which then compile one PE instead of R x C copies.
 
     Members
     -------
@@ -55,7 +58,7 @@ class OSStreamEngine(wiring.Component):
     busy : Out(1)      high from cmd accepted to the last result shifted out.
     """
 
-    def __init__(self, engine: GemmConfig):
+    def __init__(self, engine: GemmConfig, *, black_box_pes=False):
         if not isinstance(engine, GemmConfig):
             raise TypeError(f"engine must be a GemmConfig, not {engine!r}")
         if engine.dataflow != "os" or engine.schedule != "streaming":
@@ -64,7 +67,7 @@ class OSStreamEngine(wiring.Component):
             if v > MAX_SIZE:
                 raise ValueError(f"{name}: must be in 1..{MAX_SIZE}, got {v}")
         self.engine = engine
-        self.array = OSStreamArray(engine)
+        self.array = OSStreamArray(engine, black_box_pes=black_box_pes)
         cfg = self.cfg = engine.fma
         R, C = engine.rows, engine.cols
         sizes = data.StructLayout({"m": range(engine.max_m + 1), "n": range(engine.max_n + 1),
@@ -85,7 +88,8 @@ class OSStreamEngine(wiring.Component):
         R, C, s = e.rows, e.cols, e.pe_stages
         RS, D = R * s, s + R + C - 3
         go = Signal()                                   # the engine advances this cycle
-        m.submodules.array = arr = EnableInserter(go)(self.array)
+        m.submodules.array = arr = self.array
+        m.d.comb += arr.en.eq(go)
 
         M = Signal(range(e.max_m + 1), name="M")
         N = Signal(range(e.max_n + 1), name="N")

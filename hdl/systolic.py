@@ -16,7 +16,8 @@ A step is (k, q): row group q of the tile's R*s rows at reduction index k, prese
 with `v`, `first` (k == 0) and `last` (k == K-1); lane l of `a` carries tile row l*s + q and
 feeds PE row R-1-l (so the column chains hold the tile's rows in order: row 0 at the bottom).
 `c_shift` moves the C0 chains down one word (`c_in` enters at the top); `r_shift` moves the
-result chains down one word (`r_out` shows the bottom): both R*s words long per column.
+result chains down one word (`r_out` shows the bottom): both R*s words long per column. All
+registers hold while `en` is low.
 
 Weight stationary (`WSArray`): PE (i, j) holds B[k0+i, n0+j], loaded through a column shift
 chain (`w_shift`, `w_in` enters row 0). A row of A (A[m, k0..]) and its partial sums
@@ -27,7 +28,7 @@ outputs are deskewed so a whole row of results leaves together on `psum_out`, `o
 `R*s + C - 1` cycles after its inputs went in (`WSArray.latency`).
 """
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import EnableInserter, Module, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -101,7 +102,7 @@ class OSStreamArray(_Array):
     STEP_FLAGS = ("v", "first", "last")
 
     def _ports(self, lane_in, lane_acc):
-        return {"a": In(lane_in(self.rows)), "b": In(lane_in(self.cols)), "v": In(1), "first": In(1),
+        return {"en": In(1), "a": In(lane_in(self.rows)), "b": In(lane_in(self.cols)), "v": In(1), "first": In(1),
                 "last": In(1), "c_shift": In(1), "c_in": In(lane_acc(self.cols)), "r_shift": In(1),
                 "r_out": Out(lane_acc(self.cols))}
 
@@ -116,14 +117,14 @@ class OSStreamArray(_Array):
             flags = {f: delay(m, getattr(self, f), i, f"{f}_skew{i}") for f in self.STEP_FLAGS}
             for j in range(C):
                 pe = self._add_pe(m, i, j)
-                m.d.comb += [pe.a.eq(a_here), pe.b.eq(b_down[j]), pe.c_shift.eq(self.c_shift),
+                m.d.comb += [pe.en.eq(self.en), pe.a.eq(a_here), pe.b.eq(b_down[j]), pe.c_shift.eq(self.c_shift),
                              pe.r_shift.eq(self.r_shift), pe.c_in.eq(c_above[j]), pe.r_in.eq(r_above[j])]
                 m.d.comb += [getattr(pe, f).eq(flags[f]) for f in self.STEP_FLAGS]
                 a_here, b_down[j], c_above[j], r_above[j] = pe.a_out, pe.b_out, pe.c_out, pe.r_out
                 flags = {f: getattr(pe, f"{f}_out") for f in self.STEP_FLAGS}
         for j in range(C):
             m.d.comb += self.r_out[j].eq(r_above[j])
-        return m
+        return EnableInserter(self.en)(m)
 
 
 class WSArray(_Array):

@@ -34,7 +34,9 @@ def _engine_rtl(engine: GemmConfig):
     conversion takes seconds; a regression runs many GEMMs on one engine)."""
     if engine.schedule == "streaming":
         from specmx.hdl.stream_gemm import OSStreamEngine
-        rtl = OSStreamEngine(engine)
+        from specmx.hdl.systolic import PE_MODULE
+        rtl = OSStreamEngine(engine, black_box_pes=True)       # Verilator compiles one PE module
+        return rtl, to_verilog(rtl, "gemm") + to_verilog(rtl.array.pe(), PE_MODULE)
     else:
         from specmx.hdl.gemm import GEMMEngine
         rtl = GEMMEngine(engine)

@@ -135,3 +135,69 @@ def test_rtl_gemm_negative_controls():
     bad = check_gemm(engine, (5, 7, 6), backpressure=0.25, idle=0.2, cycle_model=off_by_one)
     assert good["ok"] and good["cycles_match"]
     assert bad["mismatches"] == 0 and bad["passed"] and not bad["cycles_match"] and not bad["ok"]
+
+
+# --- Streaming schedule (hdl.stream_gemm): tiles stream through a small array --------------
+
+STREAM_CASES = [
+    # (cfg, rows, cols, dataflow, pe_stages): three geometries, exact and approximate, s = 1..3
+    (FMAConfig("bf16", "fp32"), 2, 3, "os", 1),
+    (APPROX, 3, 2, "os", 2),
+    (FMAConfig("bf16", "fp32"), 4, 4, "os", 3),
+]
+# Many tiles in every dimension (steady state: K*s covers the chain windows, or not), an edge
+# tile in each dimension, and a single element.
+STREAM_SHAPES = [(13, 11, 12), (1, 1, 1), (9, 7, 2)]
+
+
+def _stream_engine(case, limit=64):
+    return GemmConfig(*case, limit, limit, limit, "streaming")
+
+
+def _check_stream(engine, shapes, busy_every=2):
+    for i, shape in enumerate(shapes):
+        busy = i % busy_every == 0
+        report = check_gemm(engine, shape, seed=i, backpressure=0.3 if busy else 0.0, idle=0.3 if busy else 0.0)
+        assert report["mismatches"] == 0, (shape, report["first_mismatches"])
+        assert report["passed"] and not report["protocol_errors"]
+        assert report["cycles"] == report["predicted_cycles"], (shape, report)
+        assert (report["stall_cycles"] > 0) == busy, report
+        assert report["ok"]
+
+
+@pytest.mark.parametrize("case", STREAM_CASES, ids=_case_id)
+def test_rtl_stream_gemm_bit_and_cycle_exact(case):
+    _check_stream(_stream_engine(case), STREAM_SHAPES)
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("stages", [1, 2])
+def test_rtl_stream_gemm_8x8(stages):
+    engine = GemmConfig(FMAConfig("bf16", "fp32"), 8, 8, "os", stages, 128, 128, 128, "streaming")
+    _check_stream(engine, [(40, 33, 37), (64, 64, 64), (17, 9, 3)])
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("case", STREAM_CASES + [(FMAConfig("bf16", "bf16", window=4, step=2, policy="round"),
+                                                   2, 2, "os", 2)], ids=_case_id)
+def test_rtl_stream_gemm_regress(case):
+    _check_stream(_stream_engine(case), STREAM_SHAPES + [(30, 31, 29), (2, 40, 33)])
+
+
+def test_rtl_stream_gemm_negative_controls():
+    """On the streaming engine too: corrupted expected words fail the bit check, a cycle model
+    one cycle off fails the cycle check, and a run with stalls is only right with them counted."""
+    engine = _stream_engine(STREAM_CASES[0])
+    report = check_gemm(engine, (5, 7, 6), corrupt=3)
+    assert report["mismatches"] == 3 and not report["passed"] and not report["ok"]
+
+    def off_by_one(*args, **kwargs):
+        real = gemm_cycles(*args, **kwargs)
+        return type(real)(**{**real.as_dict(), "total_cycles": real.total_cycles + 1})
+
+    def no_stalls(engine, M, N, K, stalls=0):
+        return gemm_cycles(engine, M, N, K)
+
+    assert not check_gemm(engine, (5, 7, 6), cycle_model=off_by_one)["cycles_match"]
+    busy = check_gemm(engine, (5, 7, 6), backpressure=0.3, idle=0.3, cycle_model=no_stalls)
+    assert busy["mismatches"] == 0 and busy["stall_cycles"] > 0 and not busy["cycles_match"]

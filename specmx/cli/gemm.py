@@ -9,7 +9,7 @@ from specmx.cli.common import (UsageError, add_fma_options, add_sim_options, add
                                check_simulator, design, fma_from_args, int_list, print_table,
                                report_simulation, save_result, triple)
 from specmx.cli.fma import add_synth_output_options
-from specmx.models.config import DATAFLOWS
+from specmx.models.config import DATAFLOWS, SCHEDULES
 from specmx.spec import with_fields
 
 __all__ = ["register", "cmd_check", "cmd_perf", "cmd_sweep", "cmd_synth", "engine_from_args"]
@@ -20,7 +20,8 @@ def engine_from_args(args, spec=None):
     spec = spec or design(args)
     fma = fma_from_args(args, spec.gemm.fma)
     return with_fields(spec.gemm, fma=fma, rows=getattr(args, "rows", None), cols=getattr(args, "cols", None),
-                       dataflow=getattr(args, "dataflow", None), pe_stages=args.stages)
+                       dataflow=getattr(args, "dataflow", None), pe_stages=args.stages,
+                       schedule=getattr(args, "schedule", None))
 
 
 def perf_from_args(args, spec):
@@ -29,6 +30,7 @@ def perf_from_args(args, spec):
 
 def cmd_check(args):
     from specmx.hdl.gemm import GEMMEngine
+    from specmx.hdl.stream_gemm import MAX_SIZE
     from specmx.sim.gemm_check import check_gemm
     spec = design(args)
     engine = engine_from_args(args, spec)
@@ -41,11 +43,12 @@ def cmd_check(args):
         buffers = engine.buffers
     else:
         buffers = shape
+    limit = MAX_SIZE if engine.schedule == "streaming" else GEMMEngine.MAX_BUFFER
     for label, v in zip("mnk", buffers):
-        bounded(f"max_{label}", v, 1, GEMMEngine.MAX_BUFFER)
+        bounded(f"max_{label}", v, 1, limit)
     for label, v, cap in zip("MNK", shape, buffers):
         if v > cap:
-            raise UsageError(f"shape: {label}={v} overflows the generated buffers (allowed 1..{cap}; "
+            raise UsageError(f"shape: {label}={v} exceeds the engine's limit (allowed 1..{cap}; "
                              f"raise --buffers or gemm.max_{label.lower()})")
     engine = with_fields(engine, max_m=buffers[0], max_n=buffers[1], max_k=buffers[2])
     for name in ("backpressure", "idle"):
@@ -58,9 +61,13 @@ def cmd_check(args):
         print(f"specmx: error: simulation did not complete; log in {report['log_dir']}", file=sys.stderr)
         return 1
     M, N, K = shape
-    print(f"{M}x{N}x{K} on {engine.rows}x{engine.cols} {engine.dataflow}: {report['mismatches']} mismatches, "
-          f"measured {report['cycles']} cycles, predicted {report['predicted_cycles']} "
-          f"(incl. {report['backpressure_cycles']} back-pressure cycles, source gaps {report['source_gaps']})")
+    if engine.schedule == "streaming":
+        accounted = f"incl. {report['stall_cycles']} stall cycles"
+    else:
+        accounted = f"incl. {report['backpressure_cycles']} back-pressure cycles, source gaps {report['source_gaps']}"
+    print(f"{M}x{N}x{K} on {engine.rows}x{engine.cols} {engine.dataflow} {engine.schedule}: "
+          f"{report['mismatches']} mismatches, measured {report['cycles']} cycles, "
+          f"predicted {report['predicted_cycles']} ({accounted})")
     report_simulation(report)
     return 0 if report["ok"] else 1
 
@@ -209,6 +216,9 @@ def _add_engine_options(p, stages_help="PE pipeline stages 1..5 (default: 1)"):
     g.add_argument("--rows", type=int, default=None, metavar="R", help="array rows (default: 4)")
     g.add_argument("--cols", type=int, default=None, metavar="C", help="array columns (default: 4)")
     g.add_argument("--dataflow", choices=DATAFLOWS, default=None, help="(default: os)")
+    g.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="phased: whole-matrix buffers, load/compute/drain in turn; streaming: vector "
+                        "streams in tile order, overlapped (os only; default: phased)")
     add_fma_options(p, None, stages_help)
 
 
