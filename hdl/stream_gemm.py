@@ -4,7 +4,8 @@ No whole-matrix buffers: operands and results move as vectors (one beat = R or C
 order, so any M, N, K runs through a small array. A tile is R*s rows x C columns (s = PE
 stages; the s pipeline stages of every PE hold s row groups, `pe.OSStreamPE`). Tiles run M
 outer, N inner. Stream formats, tile (m0, n0), rows past M and columns past N padded:
-  a_in   per tile, for k in 0..K-1, for q in 0..s-1: R words, lane l = A[m0 + l*s + q, k]
+  a_in   per row of tiles (with its first tile), for k in 0..K-1, for q in 0..s-1:
+         R words, lane l = A[m0 + l*s + q, k]; held on chip (K*s beats) for the row's other tiles
   b_in   per tile, for k in 0..K-1: C words, lane j = B[k, n0 + j]
   c_in   per tile, rows m0.. in order (rows < M only): C words, lane j = C0[row, n0 + j]
   r_out  per tile, same order as c_in, IEEE accumulator words (lanes past N: padding)
@@ -14,7 +15,8 @@ shift out of the result chains while tile t+1 computes.
 Schedule (cycles in which the engine advances; cycle 0 = first c_in beat), with RS = R*s,
 D = s + R + C - 3, ks = K*s, P = max(ks, RS + D + 1) and T_t = RS + t*P:
   C0 of tile 0       cycles 0 .. RS-1
-  tile t steps       T_t .. T_t + ks - 1          (one a beat per cycle, one b beat per s)
+  tile t steps       T_t .. T_t + ks - 1          (one a beat per cycle, one b beat per s;
+                                                   a from the on-chip copy after a row's first tile)
   C0 of tile t+1     T_t + D + 1 .. T_t + D + RS  (after the last PE took tile t's C0)
   results of tile t  T_t + ks + D .. + RS - 1     (after the last PE pushed tile t's result)
 so a run of MT x NT tiles (MT = ceil(M/RS), NT = ceil(N/C)) takes
@@ -27,6 +29,7 @@ taken at once. (`models.perf.gemm.gemm_cycles` gives the same figure.)
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from specmx.hdl.fma import ieee_to_internal
@@ -106,7 +109,17 @@ class OSStreamEngine(wiring.Component):
         c_win, r_win = _Window(m, "c", D, RS), _Window(m, "r", D, RS)
 
         step_on = running & steps_left & (tc < ks)
-        need = {"a": step_on, "b": step_on & (q == 0),
+        # A of a row of tiles streams in with its first tile (n0 = 0) into `a_mem` and is
+        # replayed from there for the other tiles of the row: A crosses the interface once.
+        m.submodules.a_mem = a_mem = Memory(shape=self.a_in.payload.shape(), depth=e.max_k * s, init=[])
+        a_wr, a_rd = a_mem.write_port(), a_mem.read_port()
+        fresh_a = step_tile.n0 == 0
+        step = Signal(range(e.max_k * s + 1), name="step")          # k*s + q
+        step_next = Mux(step_on, Mux(step == ks - 1, 0, step + 1), step)
+        m.d.comb += [a_rd.addr.eq(step_next), a_rd.en.eq(go), a_wr.addr.eq(step)]
+        with m.If(go):
+            m.d.sync += step.eq(step_next)
+        need = {"a": step_on & fresh_a, "b": step_on & (q == 0),
                 "c": c_win.active & (c_tile.m0 + c_win.index < M)}
         need_r = r_win.active & (r_tile.m0 + r_win.index < M)
 
@@ -131,7 +144,9 @@ class OSStreamEngine(wiring.Component):
         with m.If(go & need["b"]):
             m.d.sync += b_reg.eq(value["b"])
         to_acc = (lambda w: ieee_to_internal(w, cfg)) if cfg.internal else (lambda w: w)
-        m.d.comb += [arr.a[i].eq(value["a"][i]) for i in range(R)]
+        m.d.comb += [a_wr.data.eq(value["a"]), a_wr.en.eq(go & need["a"])]
+        a_now = data.View(a_rd.data.shape(), Mux(fresh_a, value["a"].as_value(), a_rd.data.as_value()))
+        m.d.comb += [arr.a[i].eq(a_now[i]) for i in range(R)]
         m.d.comb += [arr.b[j].eq(b_now[j]) for j in range(C)]
         m.d.comb += [arr.c_in[j].eq(Mux(need["c"], to_acc(value["c"][j]), 0)) for j in range(C)]
         m.d.comb += [arr.v.eq(step_on), arr.first.eq(k == 0), arr.last.eq(k == K - 1),
@@ -146,7 +161,7 @@ class OSStreamEngine(wiring.Component):
             p = self.cmd.payload
             m.d.sync += [M.eq(p.m), N.eq(p.n), K.eq(p.k), ks.eq(p.k * s),
                          period.eq(Mux(p.k * s > RS + D + 1, p.k * s, RS + D + 1)),
-                         tc.eq(0), k.eq(0), q.eq(0), steps_left.eq(1), running.eq(0)]
+                         tc.eq(0), k.eq(0), q.eq(0), step.eq(0), steps_left.eq(1), running.eq(0)]
             m.d.sync += step_tile.reset() + c_tile.reset() + r_tile.reset()
             m.d.sync += c_win.open()                    # C0 of tile 0: the prologue
         with m.If(go):

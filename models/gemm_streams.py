@@ -2,7 +2,8 @@
 
 Plain numpy. The output-stationary streaming engine (`hdl.stream_gemm`) takes operands and
 results as vectors in tile order (tiles of R*s rows x C columns, N inner, M outer):
-  a   per tile, for k, for q in 0..s-1: R words, lane l = A[m0 + l*s + q, k]
+  a   per row of tiles (its first tile only; the engine keeps it), for k, for q in 0..s-1:
+      R words, lane l = A[m0 + l*s + q, k]
   b   per tile, for k: C words, lane j = B[k, n0 + j]
   c0  per tile, each row < M of the tile in order: C words, lane j = C0[row, n0 + j]
   r   the results, in the order of c0
@@ -36,8 +37,9 @@ def os_stream_beats(engine, A, B, C0):
     C0p[:, :N] = C0
     a, b, c0 = [], [], []
     for m0, n0 in tiles(engine, M, N):
-        block = Ap[m0:m0 + RS].reshape(R, s, K)                  # [l, q, k] = A[m0 + l*s + q, k]
-        a.append(block.transpose(2, 1, 0).reshape(K * s, R))    # beat (k, q), lane l
+        if n0 == 0:
+            block = Ap[m0:m0 + RS].reshape(R, s, K)              # [l, q, k] = A[m0 + l*s + q, k]
+            a.append(block.transpose(2, 1, 0).reshape(K * s, R))  # beat (k, q), lane l
         b.append(Bp[:, n0:n0 + C])
         c0.append(C0p[m0:min(m0 + RS, M), n0:n0 + C])
     return np.concatenate(a), np.concatenate(b), np.concatenate(c0)

@@ -12,7 +12,8 @@ P = max(ks, RS + D + 1), MT = ceil(M/RS), NT = ceil(N/C)) overlaps the three:
   compute  (MT*NT - 1)*P + ks  every tile's steps, one per cycle
   drain    D + (M - (MT-1)*RS) the last tile's results leave the array
 and the RTL check adds its measured stall cycles (`stalls`). With a bandwidth limit it streams
-(MT*NT*(K*s*R + K*C) input words, 2*NT*M*C accumulator words) and takes at least
+(MT*K*s*R + MT*NT*K*C input words: A once, B once per row of tiles; 2*NT*M*C accumulator words)
+and takes at least
 bytes / bandwidth cycles: a bound, not a schedule the RTL was checked against.
 With a memory bandwidth limit (bytes per cycle shared by the load and drain streams), a phase
 takes at least its bytes / bandwidth cycles; the excess is reported as stall cycles.
@@ -58,7 +59,7 @@ def _streaming_cycles(engine: GemmConfig, M, N, K, perf: PerfConfig, stalls):
     load, array, drain = RS, (MT * NT - 1) * period + ks, D + M - (MT - 1) * RS
     stall = stalls
     if perf.bandwidth is not None:
-        words_in = MT * NT * K * (s * R + C)
+        words_in = MT * K * s * R + MT * NT * K * C
         nbytes = words_in * engine.in_bytes + 2 * NT * M * C * engine.acc_bytes
         stall += max(0, ceil(nbytes / perf.bandwidth) - (load + array + drain))
     return load, array, drain, stall
