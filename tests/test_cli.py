@@ -72,7 +72,12 @@ BAD = [
     (["gemm", "check", "--rows", "65"], "rows: must be 1..64, got 65"),
     (["gemm", "check", "--cols", "0"], "cols: must be >= 1, got 0"),
     (["gemm", "check", "--shape", "8,8"], "shape: expected three integers M,N,K, got '8,8'"),
-    (["gemm", "check", "--shape", "8,8,40", "--buffers", "8,8,32"], "shape: K=40 overflows the generated buffers"),
+    (["gemm", "check", "--shape", "8,8,40", "--buffers", "8,8,32"], "shape: K=40 exceeds the engine's limit"),
+    (["gemm", "check", "--schedule", "streaming", "--dataflow", "ws"],
+     "schedule: 'streaming' is built for dataflow 'os' only"),
+    (["gemm", "check", "--schedule", "streaming", "--buffers", "70000,8,8", "--shape", "8,8,8"],
+     "max_m: must be 1..65535, got 70000"),
+    (["gemm", "perf", "--schedule", "later"], "argument --schedule: invalid choice: 'later'"),
     (["gemm", "check", "--buffers", "5000,8,8", "--shape", "8,8,8"], "max_m: must be 1..4096, got 5000"),
     (["gemm", "check", "--dataflow", "is"], "argument --dataflow: invalid choice: 'is'"),
     (["gemm", "check", "--backpressure", "1"], "backpressure: must be a probability"),
@@ -219,6 +224,16 @@ def test_gemm_synth_saves_pe_and_array_figures(tmp_path):
     assert saved == result
     assert 2 * result["pe_gates"] <= result["array_gates"] and 2 * result["pe_lut4"] <= result["array_lut4"]
     assert result["array_ecp5_dsp"] == 2
+
+
+def test_streaming_example_spec_meets_the_utilization_target():
+    proc = run("gemm", "perf", "--spec", os.path.join(EXAMPLES, "stream_os_16x16.yaml"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["utilization"] >= 0.9 and result["stall_cycles"] == 0
+    phased = json.loads(run("gemm", "perf", "--spec", os.path.join(EXAMPLES, "stream_os_16x16.yaml"),
+                            "--schedule", "phased", "--json").stdout)
+    assert phased["utilization"] < 0.5
 
 
 def test_spec_show_prints_every_field_and_round_trips(tmp_path):
