@@ -42,6 +42,9 @@ class GEMMEngine(wiring.Component):
         PE arithmetic (`engine.fma`), array size R x C, dataflow (fixed at generation time),
         FMA pipeline stages per PE, and the largest problem the buffers hold (max_m, max_n,
         max_k; at most 4096 each here, so the counters stay 16 bits wide).
+    black_box_pes : bool
+        Every PE an instance of one module (`systolic.PE_MODULE`, built from `self.array.pe()`),
+        so a simulator or synthesis tool compiles the PE once.
 
     Members
     -------
@@ -54,14 +57,14 @@ class GEMMEngine(wiring.Component):
 
     MAX_BUFFER = 4096
 
-    def __init__(self, engine: GemmConfig):
+    def __init__(self, engine: GemmConfig, *, black_box_pes=False):
         if not isinstance(engine, GemmConfig):
             raise TypeError(f"engine must be a GemmConfig, not {engine!r}")
         for name, v in zip(("max_m", "max_n", "max_k"), engine.buffers):
             if v > self.MAX_BUFFER:
                 raise ValueError(f"{name}: must be in 1..{self.MAX_BUFFER}, got {v}")
         self.engine = engine
-        self.array = array_for(engine)
+        self.array = array_for(engine, black_box_pes=black_box_pes)
         cfg = engine.fma
         self.cfg, self.rows, self.cols, self.dataflow = cfg, engine.rows, engine.cols, engine.dataflow
         self.pe_stages = engine.pe_stages

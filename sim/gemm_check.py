@@ -32,15 +32,12 @@ def gemm_operands(cfg: FMAConfig, M, N, K, seed=0):
 def _engine_rtl(engine: GemmConfig):
     """The RTL engine and its Verilog, converted once per configuration in a process (the
     conversion takes seconds; a regression runs many GEMMs on one engine)."""
-    if engine.schedule == "streaming":
-        from specmx.hdl.stream_gemm import OSStreamEngine
-        from specmx.hdl.systolic import PE_MODULE
-        rtl = OSStreamEngine(engine, black_box_pes=True)       # Verilator compiles one PE module
-        return rtl, to_verilog(rtl, "gemm") + to_verilog(rtl.array.pe(), PE_MODULE)
-    else:
-        from specmx.hdl.gemm import GEMMEngine
-        rtl = GEMMEngine(engine)
-    return rtl, to_verilog(rtl, "gemm")
+    from specmx.hdl.gemm import GEMMEngine
+    from specmx.hdl.stream_gemm import OSStreamEngine
+    from specmx.hdl.systolic import PE_MODULE
+    rtl = (OSStreamEngine if engine.schedule == "streaming" else GEMMEngine)(engine, black_box_pes=True)
+    # the PEs are instances of one module, which the simulator compiles once
+    return rtl, to_verilog(rtl, "gemm") + to_verilog(rtl.array.pe(), PE_MODULE)
 
 
 def _stream_vectors(engine, A, B, C0, expected):
