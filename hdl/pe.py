@@ -18,6 +18,13 @@ back. Both chains also shift globally (`c_shift`, `r_shift`) through the column,
 next tile shifts in and results of the previous tile shift out while the array computes. Every
 register holds while `en` is low (the engine's stall).
 
+`WSStreamPE` (weight stationary, streaming schedule): the weight is double-buffered. The next
+fold's weight arrives on a column bus (`wb_in`, s-1 registers per PE) and is captured into
+`w_next` when the load token (`wt_in`, s registers per PE) passes, so beat i of a column's
+weights lands in PE row i exactly when the token does: weight loading is a wavefront with the
+data's slope, and runs while the current fold computes. A row flagged `swap` (a fold's first)
+makes `w_next` the weight, for itself and what follows. Registers hold while `en` is low.
+
 `WSPE` (weight stationary): holds one weight `w`, loaded from `w_in` while `w_shift` is high
 (`w` also feeds the PE below's `w_in`). A partial sum `psum_in` and its operand `a` enter
 together; `stages` cycles later `psum_out` is a*w + psum_in, or psum_in unchanged when `keep`
@@ -31,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 from specmx.models.config import FMAConfig
 from specmx.hdl.fma import PREFERENCE, _Pipeline, fma_datapath
 
-__all__ = ["OSPE", "OSStreamPE", "WSPE", "BlackBox", "delay"]
+__all__ = ["OSPE", "OSStreamPE", "WSPE", "WSStreamPE", "BlackBox", "delay"]
 
 
 def delay(m, value, cycles, name):
@@ -141,6 +148,45 @@ class WSPE(wiring.Component):
                      self.a_out.eq(delay(m, self.a, 1, "a_next")),
                      self.keep_out.eq(delay(m, self.keep, 1, "keep_next"))]
         return m
+
+
+class WSStreamPE(wiring.Component):
+    """Weight-stationary PE of the streaming schedule (module docstring). Parameters: cfg,
+    stages (1..5)."""
+
+    @staticmethod
+    def ports(cfg: FMAConfig):
+        w_in, w_acc = cfg.in_f.width, cfg.acc_width
+        return wiring.Signature({"en": In(1), "a": In(w_in), "keep": In(1), "swap": In(1), "psum_in": In(w_acc),
+                                 "wb_in": In(w_in), "wt_in": In(1), "a_out": Out(w_in), "keep_out": Out(1),
+                                 "swap_out": Out(1), "psum_out": Out(w_acc), "wb_out": Out(w_in),
+                                 "wt_out": Out(1)})
+
+    def __init__(self, cfg: FMAConfig, stages: int):
+        self.cfg, self.stages = cfg, stages
+        super().__init__(self.ports(cfg))
+
+    def elaborate(self, platform):
+        m = Module()
+        s = self.stages
+        weight = Signal(self.cfg.in_f.width, name="w_reg")
+        weight_next = Signal(self.cfg.in_f.width, name="w_next")
+        with m.If(self.wt_in):
+            m.d.sync += weight_next.eq(self.wb_in)
+        with m.If(self.swap):
+            m.d.sync += weight.eq(weight_next)
+        pipe = _Pipeline(m, set(PREFERENCE[:s]) - {"out"}, 1)         # "out" is psum_out itself
+        result = fma_datapath(m, self.cfg, self.a, Mux(self.swap, weight_next, weight), self.psum_in, pipe)
+        bypass = delay(m, self.psum_in, s - 1, "bypass")
+        keep_late = delay(m, self.keep, s - 1, "keep")
+        psum = Signal(self.cfg.acc_width, name="psum_reg")
+        m.d.sync += psum.eq(Mux(keep_late, result, bypass))
+        m.d.comb += [self.psum_out.eq(psum), self.wb_out.eq(delay(m, self.wb_in, s - 1, "wb")),
+                     self.wt_out.eq(delay(m, self.wt_in, s, "wt")),
+                     self.a_out.eq(delay(m, self.a, 1, "a_next")),
+                     self.keep_out.eq(delay(m, self.keep, 1, "keep_next")),
+                     self.swap_out.eq(delay(m, self.swap, 1, "swap_next"))]
+        return EnableInserter(self.en)(m)
 
 
 class BlackBox(wiring.Component):

@@ -26,16 +26,21 @@ j cycles; A moves right one PE per cycle, partial sums move down through each PE
 Rows with `kmask[i]` low (padding past K) pass the partial sum through unchanged. The bottom
 outputs are deskewed so a whole row of results leaves together on `psum_out`, `out_valid`,
 `R*s + C - 1` cycles after its inputs went in (`WSArray.latency`).
+
+Weight stationary, streaming schedule (`WSStreamArray`): the same wavefront with `WSStreamPE`s.
+The next fold's weights load while the current one computes: a beat of C words per cycle on
+`wb` (beat i for PE row i; column j's word enters j cycles late), `wt` high with beat 0; a row
+with `swap` high (the fold's first) switches every PE to the loaded weights as it passes.
 """
 
 from amaranth.hdl import EnableInserter, Module, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from specmx.hdl.pe import OSPE, OSStreamPE, WSPE, BlackBox, delay
+from specmx.hdl.pe import OSPE, OSStreamPE, WSPE, WSStreamPE, BlackBox, delay
 from specmx.models.config import GemmConfig
 
-__all__ = ["OSArray", "OSStreamArray", "WSArray", "PE_MODULE", "array_for"]
+__all__ = ["OSArray", "OSStreamArray", "WSArray", "WSStreamArray", "PE_MODULE", "array_for"]
 
 PE_MODULE = "specmx_pe"
 
@@ -160,8 +165,45 @@ class WSArray(_Array):
         return m
 
 
+class WSStreamArray(_Array):
+    """Weight-stationary array of the streaming schedule (module docstring). Parameter: a
+    GemmConfig."""
+
+    PE = WSStreamPE
+
+    def _ports(self, lane_in, lane_acc):
+        return {"en": In(1), "a": In(lane_in(self.rows)), "a_valid": In(1), "kmask": In(self.rows), "swap": In(1),
+                "psum_in": In(lane_acc(self.cols)), "wb": In(lane_in(self.cols)), "wt": In(1),
+                "psum_out": Out(lane_acc(self.cols)), "out_valid": Out(1)}
+
+    @property
+    def latency(self):
+        return self.rows * self.pe_stages + self.cols - 1
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, s = self.rows, self.cols, self.pe_stages
+        psum = [delay(m, self.psum_in[j], j, f"p_skew{j}") for j in range(C)]
+        wb = [delay(m, self.wb[j], j, f"wb_skew{j}") for j in range(C)]
+        wt = [delay(m, self.wt, j, f"wt_skew{j}") for j in range(C)]
+        for i in range(R):
+            a_here = delay(m, self.a[i], i * s, f"a_skew{i}")
+            keep = delay(m, self.kmask[i], i * s, f"k_skew{i}")
+            swap = delay(m, self.swap, i * s, f"s_skew{i}")
+            for j in range(C):
+                pe = self._add_pe(m, i, j)
+                m.d.comb += [pe.en.eq(self.en), pe.a.eq(a_here), pe.keep.eq(keep), pe.swap.eq(swap),
+                             pe.psum_in.eq(psum[j]), pe.wb_in.eq(wb[j]), pe.wt_in.eq(wt[j])]
+                a_here, keep, swap, psum[j], wb[j], wt[j] = (pe.a_out, pe.keep_out, pe.swap_out, pe.psum_out,
+                                                             pe.wb_out, pe.wt_out)
+        for j in range(C):
+            m.d.comb += self.psum_out[j].eq(delay(m, psum[j], C - 1 - j, f"deskew{j}"))
+        m.d.comb += self.out_valid.eq(delay(m, self.a_valid, self.latency, "valid"))
+        return EnableInserter(self.en)(m)
+
+
 def array_for(engine: GemmConfig, **kwargs):
     """The array class of `engine.dataflow`, built for `engine`."""
     if engine.schedule == "streaming":
-        return {"os": OSStreamArray}[engine.dataflow](engine, **kwargs)
+        return {"os": OSStreamArray, "ws": WSStreamArray}[engine.dataflow](engine, **kwargs)
     return (OSArray if engine.dataflow == "os" else WSArray)(engine, **kwargs)

@@ -281,9 +281,6 @@ class GemmConfig:
         for name in ("max_m", "max_n", "max_k"):
             _integer(name, getattr(self, name))
         _choice("schedule", self.schedule, SCHEDULES)
-        if self.schedule == "streaming" and self.dataflow != "os":
-            raise ValueError("schedule: 'streaming' is built for dataflow 'os' only (the weight-stationary "
-                             "streaming engine is not built yet); allowed with ws: phased")
 
     @property
     def in_bytes(self):

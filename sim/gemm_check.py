@@ -9,7 +9,7 @@ import numpy as np
 from specmx.models.config import FMAConfig, GemmConfig
 from specmx.models.formats import encode
 from specmx.models.gemm import gemm
-from specmx.models.gemm_streams import os_stream_beats, tiles
+from specmx.models.gemm_streams import block_rows, stream_beats, tiles
 from specmx.models.perf.gemm import gemm_cycles
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
 
@@ -33,9 +33,9 @@ def _engine_rtl(engine: GemmConfig):
     """The RTL engine and its Verilog, converted once per configuration in a process (the
     conversion takes seconds; a regression runs many GEMMs on one engine)."""
     from specmx.hdl.gemm import GEMMEngine
-    from specmx.hdl.stream_gemm import OSStreamEngine
+    from specmx.hdl.stream_gemm import stream_engine_for
     from specmx.hdl.systolic import PE_MODULE
-    rtl = (OSStreamEngine if engine.schedule == "streaming" else GEMMEngine)(engine, black_box_pes=True)
+    rtl = (stream_engine_for if engine.schedule == "streaming" else GEMMEngine)(engine, black_box_pes=True)
     # the PEs are instances of one module, which the simulator compiles once
     return rtl, to_verilog(rtl, "gemm") + to_verilog(rtl.array.pe(), PE_MODULE)
 
@@ -43,14 +43,14 @@ def _engine_rtl(engine: GemmConfig):
 def _stream_vectors(engine, A, B, C0, expected):
     """npz fields of the streaming testbench: operand beats, expected result beats and the
     lanes of each result beat that hold a real column."""
-    a, b, c0 = os_stream_beats(engine, A, B, C0)
+    a, b, c0 = stream_beats(engine, A, B, C0)
     M, N = expected.shape
     C = engine.cols
     rows, valid = [], []
     padded = np.zeros((M, -(-N // C) * C), dtype=np.int64)
     padded[:, :N] = expected
     for m0, n0 in tiles(engine, M, N):
-        top = min(m0 + engine.rows * engine.pe_stages, M)
+        top = min(m0 + block_rows(engine), M)
         rows.append(padded[m0:top, n0:n0 + C])
         valid.append(np.broadcast_to(np.arange(n0, n0 + C) < N, (top - m0, C)))
     return {"a": a, "b": b, "c0": c0, "expected": np.concatenate(rows), "lanes_valid": np.concatenate(valid)}

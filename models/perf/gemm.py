@@ -51,7 +51,29 @@ def _positive(name, value, high=None):
         raise ValueError(f"{name}: must be an integer {rng}, got {value!r}")
 
 
+def _ws_streaming_cycles(engine: GemmConfig, M, N, K, perf: PerfConfig, stalls):
+    """Weight-stationary streaming schedule (hdl/stream_gemm.py): blocks of MB = 2R rows;
+    per block KT passes of NT folds, P = max(rows, R, 2) cycles per fold and at least L + 1 per
+    pass (L = R*s + C); the last result leaves L cycles after the last row is accepted."""
+    R, C, s = engine.rows, engine.cols, engine.pe_stages
+    MB, L = 2 * R, R * s + C
+    KT, NT = ceil(K / R), ceil(N / C)
+    blocks = [min(MB, M - m0) for m0 in range(0, M, MB)]
+    passes = [(rows, max(rows, R, 2)) for rows in blocks for _ in range(KT)]
+    start = sum(max(NT * period, L + 1) for _, period in passes[:-1])
+    rows, period = passes[-1]
+    load, array, drain = R, start + (NT - 1) * period + rows, L
+    stall = stalls
+    if perf.bandwidth is not None:
+        words_in = len(blocks) * KT * NT * R * C + KT * M * R
+        nbytes = words_in * engine.in_bytes + 2 * NT * M * C * engine.acc_bytes
+        stall += max(0, ceil(nbytes / perf.bandwidth) - (load + array + drain))
+    return load, array, drain, stall
+
+
 def _streaming_cycles(engine: GemmConfig, M, N, K, perf: PerfConfig, stalls):
+    if engine.dataflow == "ws":
+        return _ws_streaming_cycles(engine, M, N, K, perf, stalls)
     R, C, s = engine.rows, engine.cols, engine.pe_stages
     RS, D, ks = R * s, s + R + C - 3, K * s
     MT, NT = ceil(M / RS), ceil(N / C)
