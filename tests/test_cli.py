@@ -73,8 +73,6 @@ BAD = [
     (["gemm", "check", "--cols", "0"], "cols: must be >= 1, got 0"),
     (["gemm", "check", "--shape", "8,8"], "shape: expected three integers M,N,K, got '8,8'"),
     (["gemm", "check", "--shape", "8,8,40", "--buffers", "8,8,32"], "shape: K=40 exceeds the engine's limit"),
-    (["gemm", "check", "--schedule", "streaming", "--dataflow", "ws"],
-     "schedule: 'streaming' is built for dataflow 'os' only"),
     (["gemm", "check", "--schedule", "streaming", "--buffers", "70000,8,8", "--shape", "8,8,8"],
      "max_m: must be 1..65535, got 70000"),
     (["gemm", "perf", "--schedule", "later"], "argument --schedule: invalid choice: 'later'"),

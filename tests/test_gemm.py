@@ -67,9 +67,9 @@ RTL_CASES = [
     # (cfg, rows, cols, dataflow, pe_stages): both dataflows, exact and approximate, pipelined PEs
     (FMAConfig("bf16", "fp32"), 2, 3, "os", 1),
     (FMAConfig("bf16", "fp32"), 2, 3, "ws", 1),
-    (APPROX, 4, 4, "ws", 2),
 ]
 REGRESS_CASES = [
+    (APPROX, 4, 4, "ws", 2),
     (FMAConfig("bf16", "fp32"), 4, 4, "os", 1),
     (FMAConfig("bf16", "bf16", window=4, step=2, policy="round"), 2, 2, "os", 2),
 ]
@@ -140,13 +140,18 @@ def test_rtl_gemm_negative_controls():
 # --- Streaming schedule (hdl.stream_gemm): tiles stream through a small array --------------
 
 STREAM_CASES = [
-    # (cfg, rows, cols, dataflow, pe_stages): three geometries, exact and approximate, s = 1..3
+    # (cfg, rows, cols, dataflow, pe_stages): three geometries per dataflow, exact and
+    # approximate, s = 1..3
     (FMAConfig("bf16", "fp32"), 2, 3, "os", 1),
     (APPROX, 3, 2, "os", 2),
     (FMAConfig("bf16", "fp32"), 4, 4, "os", 3),
+    (FMAConfig("bf16", "fp32"), 2, 3, "ws", 1),
+    (APPROX, 3, 2, "ws", 2),
+    (FMAConfig("bf16", "fp32"), 4, 4, "ws", 3),
 ]
-# Many tiles in every dimension (steady state: K*s covers the chain windows, or not), an edge
-# tile in each dimension, and a single element.
+# Many tiles (os) or folds and blocks (ws) in every dimension, the steady state (os: K*s covers
+# the chain windows, or not; ws: several k passes through the partial-sum buffer, or one), an
+# edge tile in each dimension, and a single element.
 STREAM_SHAPES = [(13, 11, 12), (1, 1, 1), (9, 7, 2)]
 
 
@@ -171,9 +176,10 @@ def test_rtl_stream_gemm_bit_and_cycle_exact(case):
 
 
 @pytest.mark.regress
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
 @pytest.mark.parametrize("stages", [1, 2])
-def test_rtl_stream_gemm_8x8(stages):
-    engine = GemmConfig(FMAConfig("bf16", "fp32"), 8, 8, "os", stages, 128, 128, 128, "streaming")
+def test_rtl_stream_gemm_8x8(dataflow, stages):
+    engine = GemmConfig(FMAConfig("bf16", "fp32"), 8, 8, dataflow, stages, 128, 128, 128, "streaming")
     _check_stream(engine, [(40, 33, 37), (64, 64, 64), (17, 9, 3)])
 
 
@@ -187,7 +193,7 @@ def test_rtl_stream_gemm_regress(case):
 def test_rtl_stream_gemm_negative_controls():
     """On the streaming engine too: corrupted expected words fail the bit check, a cycle model
     one cycle off fails the cycle check, and a run with stalls is only right with them counted."""
-    engine = _stream_engine(STREAM_CASES[0])
+    engine = _stream_engine(STREAM_CASES[3])
     report = check_gemm(engine, (5, 7, 6), corrupt=3)
     assert report["mismatches"] == 3 and not report["passed"] and not report["ok"]
 

@@ -218,7 +218,7 @@ def _add_engine_options(p, stages_help="PE pipeline stages 1..5 (default: 1)"):
     g.add_argument("--dataflow", choices=DATAFLOWS, default=None, help="(default: os)")
     g.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help="phased: whole-matrix buffers, load/compute/drain in turn; streaming: vector "
-                        "streams in tile order, overlapped (os only; default: phased)")
+                        "streams in tile order, load/compute/drain overlapped (default: phased)")
     add_fma_options(p, None, stages_help)
 
 
