@@ -159,15 +159,20 @@ class WSArray(_Array):
                 m.d.comb += [pe.a.eq(a_here), pe.keep.eq(keep), pe.psum_in.eq(psum[j]),
                              pe.w_in.eq(w_above[j]), pe.w_shift.eq(self.w_shift)]
                 a_here, keep, psum[j], w_above[j] = pe.a_out, pe.keep_out, pe.psum_out, pe.w
+        self._deskew(m, psum)
+        return m
+
+    def _deskew(self, m, psum):
+        """Bottom outputs realigned so a whole row of results leaves together, with its valid."""
+        C = self.cols
         for j in range(C):
             m.d.comb += self.psum_out[j].eq(delay(m, psum[j], C - 1 - j, f"deskew{j}"))
         m.d.comb += self.out_valid.eq(delay(m, self.a_valid, self.latency, "valid"))
-        return m
 
 
-class WSStreamArray(_Array):
+class WSStreamArray(WSArray):
     """Weight-stationary array of the streaming schedule (module docstring). Parameter: a
-    GemmConfig."""
+    GemmConfig. Same latency and output deskew as `WSArray`."""
 
     PE = WSStreamPE
 
@@ -175,10 +180,6 @@ class WSStreamArray(_Array):
         return {"en": In(1), "a": In(lane_in(self.rows)), "a_valid": In(1), "kmask": In(self.rows), "swap": In(1),
                 "psum_in": In(lane_acc(self.cols)), "wb": In(lane_in(self.cols)), "wt": In(1),
                 "psum_out": Out(lane_acc(self.cols)), "out_valid": Out(1)}
-
-    @property
-    def latency(self):
-        return self.rows * self.pe_stages + self.cols - 1
 
     def elaborate(self, platform):
         m = Module()
@@ -196,9 +197,7 @@ class WSStreamArray(_Array):
                              pe.psum_in.eq(psum[j]), pe.wb_in.eq(wb[j]), pe.wt_in.eq(wt[j])]
                 a_here, keep, swap, psum[j], wb[j], wt[j] = (pe.a_out, pe.keep_out, pe.swap_out, pe.psum_out,
                                                              pe.wb_out, pe.wt_out)
-        for j in range(C):
-            m.d.comb += self.psum_out[j].eq(delay(m, psum[j], C - 1 - j, f"deskew{j}"))
-        m.d.comb += self.out_valid.eq(delay(m, self.a_valid, self.latency, "valid"))
+        self._deskew(m, psum)
         return EnableInserter(self.en)(m)
 
 
