@@ -13,14 +13,14 @@ The weight-stationary one (blocks of 2R rows; folds in the order block, k fold, 
   a   per (block, k fold): one beat of R words per row, A[m, k0 .. k0+R-1]
   c0  per (block, n fold): the block's rows of C0[., n0 ..]
 Rows past M and columns past N (and k past K) are zero padding on input; result lanes past N
-are padding (`result_matrix` drops them).
+are padding (`result_beats` marks the real ones).
 """
 
 from math import ceil
 
 import numpy as np
 
-__all__ = ["block_rows", "tiles", "stream_beats", "result_matrix"]
+__all__ = ["block_rows", "tiles", "stream_beats", "result_beats"]
 
 
 def block_rows(engine):
@@ -80,13 +80,16 @@ def os_stream_beats(engine, A, B, C0):
     return np.concatenate(a), np.concatenate(b), np.concatenate(c0)
 
 
-def result_matrix(engine, beats, M, N):
-    """The M x N result from the r beats (in c0 order), padding lanes dropped."""
+def result_beats(engine, C_mat):
+    """The r beats of the M x N result `C_mat` (in c0 order, padding lanes zero) and, per beat,
+    which lanes hold a real column."""
+    M, N = C_mat.shape
     C = engine.cols
-    out = np.zeros((M, ceil(N / C) * C), dtype=np.asarray(beats).dtype)
-    pos = 0
+    padded = np.zeros((M, ceil(N / C) * C), dtype=C_mat.dtype)
+    padded[:, :N] = C_mat
+    beats, valid = [], []
     for m0, n0 in tiles(engine, M, N):
-        rows = min(m0 + block_rows(engine), M) - m0
-        out[m0:m0 + rows, n0:n0 + C] = beats[pos:pos + rows]
-        pos += rows
-    return out[:, :N]
+        top = min(m0 + block_rows(engine), M)
+        beats.append(padded[m0:top, n0:n0 + C])
+        valid.append(np.broadcast_to(np.arange(n0, n0 + C) < N, (top - m0, C)))
+    return np.concatenate(beats), np.concatenate(valid)

@@ -9,7 +9,7 @@ import numpy as np
 from specmx.models.config import FMAConfig, GemmConfig
 from specmx.models.formats import encode
 from specmx.models.gemm import gemm
-from specmx.models.gemm_streams import block_rows, stream_beats, tiles
+from specmx.models.gemm_streams import result_beats, stream_beats
 from specmx.models.perf.gemm import gemm_cycles
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
 
@@ -44,16 +44,8 @@ def _stream_vectors(engine, A, B, C0, expected):
     """npz fields of the streaming testbench: operand beats, expected result beats and the
     lanes of each result beat that hold a real column."""
     a, b, c0 = stream_beats(engine, A, B, C0)
-    M, N = expected.shape
-    C = engine.cols
-    rows, valid = [], []
-    padded = np.zeros((M, -(-N // C) * C), dtype=np.int64)
-    padded[:, :N] = expected
-    for m0, n0 in tiles(engine, M, N):
-        top = min(m0 + block_rows(engine), M)
-        rows.append(padded[m0:top, n0:n0 + C])
-        valid.append(np.broadcast_to(np.arange(n0, n0 + C) < N, (top - m0, C)))
-    return {"a": a, "b": b, "c0": c0, "expected": np.concatenate(rows), "lanes_valid": np.concatenate(valid)}
+    beats, lanes_valid = result_beats(engine, expected)
+    return {"a": a, "b": b, "c0": c0, "expected": beats, "lanes_valid": lanes_valid}
 
 
 def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpressure=0.0, idle=0.0,

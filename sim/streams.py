@@ -19,8 +19,13 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-__all__ = ["TB", "Stream", "StreamSource", "StreamSink", "StreamMonitor", "StreamHarness", "Scoreboard",
+__all__ = ["pack_lanes", "TB", "Stream", "StreamSource", "StreamSink", "StreamMonitor", "StreamHarness", "Scoreboard",
            "write_report"]
+
+
+def pack_lanes(rows, bits):
+    """One integer per beat from rows of lane words, lane 0 in the low bits."""
+    return [sum(int(w) << (bits * i) for i, w in enumerate(row)) for row in rows]
 
 
 class TB:

@@ -16,12 +16,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from specmx.sim.streams import TB, Scoreboard, StreamMonitor, StreamSink, StreamSource, write_report
-
-
-def pack(rows, bits):
-    """One integer per beat, lane 0 in the low bits."""
-    return [sum(int(w) << (bits * i) for i, w in enumerate(row)) for row in rows]
+from specmx.sim.streams import TB, Scoreboard, StreamMonitor, StreamSink, StreamSource, pack_lanes, write_report
 
 
 async def count_stalls(tb, inputs, output, stalled):
@@ -50,9 +45,9 @@ async def stream_gemm_matches_golden(dut):
     stalled = []
     cocotb.start_soon(count_stalls(tb, [streams[n] for n in ("a_in", "b_in", "c_in")], streams["r_out"], stalled))
     StreamSource(tb, streams["cmd"], [M | (N << widths[0]) | (K << (widths[0] + widths[1]))])
-    sources = {"a": StreamSource(tb, streams["a_in"], pack(v["a"], in_bits), idle),
-               "b": StreamSource(tb, streams["b_in"], pack(v["b"], in_bits), idle),
-               "c0": StreamSource(tb, streams["c_in"], pack(v["c0"], acc_bits), idle)}
+    sources = {"a": StreamSource(tb, streams["a_in"], pack_lanes(v["a"], in_bits), idle),
+               "b": StreamSource(tb, streams["b_in"], pack_lanes(v["b"], in_bits), idle),
+               "c0": StreamSource(tb, streams["c_in"], pack_lanes(v["c0"], acc_bits), idle)}
     expected, lanes_valid = v["expected"], v["lanes_valid"].astype(bool)
     beats = expected.shape[0]
     limit = 40 * (len(v["a"]) + len(v["c0"])) + 10000

@@ -16,7 +16,7 @@ import os
 import cocotb
 import numpy as np
 
-from specmx.sim.streams import TB, Scoreboard, StreamHarness, write_report
+from specmx.sim.streams import TB, Scoreboard, StreamHarness, pack_lanes, write_report
 
 
 @cocotb.test()
@@ -25,9 +25,9 @@ async def unit_matches_golden(dut):
     inputs, expected = v["inputs"], v["expected"]
     lanes, bits = int(os.environ.get("SPECMX_LANES", "1")), int(os.environ.get("SPECMX_WORD_BITS", "32"))
     if "beat_limbs" in v:       # beats the host packed itself (64-bit limbs, low limb first)
-        beats = [sum(int(x) << (64 * i) for i, x in enumerate(row)) for row in v["beat_limbs"]]
+        beats = pack_lanes(v["beat_limbs"], 64)
     else:
-        beats = [sum(int(w) << (bits * i) for i, w in enumerate(row)) for row in inputs.reshape(-1, lanes)]
+        beats = pack_lanes(inputs.reshape(-1, lanes), bits)
     tb = TB(dut)
     harness = StreamHarness(tb, tb.stream("i"), tb.stream("o"), beats, float(os.environ.get("SPECMX_IDLE", "0")),
                             float(os.environ.get("SPECMX_BACKPRESSURE", "0")))

@@ -120,6 +120,12 @@ def test_rtl_gemm_8x8(dataflow):
         assert report["mismatches"] == 0 and report["cycles"] == report["predicted_cycles"], report
 
 
+def _off_by_one(*args, **kwargs):
+    """The cycle model, one cycle long (a negative control)."""
+    real = gemm_cycles(*args, **kwargs)
+    return type(real)(**{**real.as_dict(), "total_cycles": real.total_cycles + 1})
+
+
 def test_rtl_gemm_negative_controls():
     """A corrupted expected word fails the bit check; a cycle model that is off by one cycle
     fails the cycle check, on the same simulation that passes with the real model."""
@@ -127,12 +133,8 @@ def test_rtl_gemm_negative_controls():
     report = check_gemm(engine, (5, 7, 6), corrupt=2)
     assert report["mismatches"] == 2 and not report["passed"] and not report["ok"]
 
-    def off_by_one(*args, **kwargs):
-        real = gemm_cycles(*args, **kwargs)
-        return type(real)(**{**real.as_dict(), "total_cycles": real.total_cycles + 1})
-
     good = check_gemm(engine, (5, 7, 6), backpressure=0.25, idle=0.2)
-    bad = check_gemm(engine, (5, 7, 6), backpressure=0.25, idle=0.2, cycle_model=off_by_one)
+    bad = check_gemm(engine, (5, 7, 6), backpressure=0.25, idle=0.2, cycle_model=_off_by_one)
     assert good["ok"] and good["cycles_match"]
     assert bad["mismatches"] == 0 and bad["passed"] and not bad["cycles_match"] and not bad["ok"]
 
@@ -197,13 +199,9 @@ def test_rtl_stream_gemm_negative_controls():
     report = check_gemm(engine, (5, 7, 6), corrupt=3)
     assert report["mismatches"] == 3 and not report["passed"] and not report["ok"]
 
-    def off_by_one(*args, **kwargs):
-        real = gemm_cycles(*args, **kwargs)
-        return type(real)(**{**real.as_dict(), "total_cycles": real.total_cycles + 1})
-
     def no_stalls(engine, M, N, K, stalls=0):
         return gemm_cycles(engine, M, N, K)
 
-    assert not check_gemm(engine, (5, 7, 6), cycle_model=off_by_one)["cycles_match"]
+    assert not check_gemm(engine, (5, 7, 6), cycle_model=_off_by_one)["cycles_match"]
     busy = check_gemm(engine, (5, 7, 6), backpressure=0.3, idle=0.3, cycle_model=no_stalls)
     assert busy["mismatches"] == 0 and busy["stall_cycles"] > 0 and not busy["cycles_match"]
