@@ -51,7 +51,7 @@ def delay(m, value, cycles, name):
 
 
 class OSPE(wiring.Component):
-    """Output-stationary PE (module docstring). Parameters: cfg, stages (1..5)."""
+    """Output-stationary PE (module docstring). Parameters: cfg, stages (1..12)."""
 
     @staticmethod
     def ports(cfg: FMAConfig):
@@ -80,7 +80,7 @@ class OSPE(wiring.Component):
 
 class OSStreamPE(wiring.Component):
     """Output-stationary PE of the streaming schedule (module docstring). Parameters: cfg,
-    stages (1..5)."""
+    stages (1..12)."""
 
     @staticmethod
     def ports(cfg: FMAConfig):
@@ -120,7 +120,7 @@ class OSStreamPE(wiring.Component):
 
 
 class WSPE(wiring.Component):
-    """Weight-stationary PE (module docstring). Parameters: cfg, stages (1..5)."""
+    """Weight-stationary PE (module docstring). Parameters: cfg, stages (1..12)."""
 
     @staticmethod
     def ports(cfg: FMAConfig):
@@ -152,7 +152,7 @@ class WSPE(wiring.Component):
 
 class WSStreamPE(wiring.Component):
     """Weight-stationary PE of the streaming schedule (module docstring). Parameters: cfg,
-    stages (1..5)."""
+    stages (1..12)."""
 
     @staticmethod
     def ports(cfg: FMAConfig):

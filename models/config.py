@@ -15,7 +15,7 @@ from typing import Optional
 
 from specmx.models.formats import FloatFormat, get_format
 
-__all__ = ["FMAConfig", "WideView", "InternalFormat", "GemmConfig", "PerfConfig", "SSMConfig", "FAMILIES",
+__all__ = ["MAX_FMA_STAGES", "FMAConfig", "WideView", "InternalFormat", "GemmConfig", "PerfConfig", "SSMConfig", "FAMILIES",
            "IN_FORMATS", "ACC_FORMATS", "NORM_POLICIES", "ROUNDINGS", "SUBNORMAL_MODES", "STEPS",
            "DATAFLOWS", "SCHEDULES"]
 
@@ -25,6 +25,7 @@ NORM_POLICIES = ("round", "flush", "internal")
 ROUNDINGS = ("rne", "rtz")
 SUBNORMAL_MODES = ("ieee", "flush")
 STEPS = (1, 2, 4, 8)
+MAX_FMA_STAGES = 12      # pipeline cut points of the FMA datapath (hdl.fma.CUT_POINTS)
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ class GemmConfig:
     dataflow : {"os", "ws"}
         Output or weight stationary.
     pe_stages : int
-        FMA pipeline stages per PE (1..5).
+        FMA pipeline stages per PE (1..MAX_FMA_STAGES = 12).
     max_m, max_n, max_k : int
         Largest GEMM the RTL engine accepts: the on-chip buffers of the phased engine, the
         command counters of the streaming one (the cycle model ignores them).
@@ -277,7 +278,7 @@ class GemmConfig:
         _integer("rows", self.rows)
         _integer("cols", self.cols)
         _choice("dataflow", self.dataflow, DATAFLOWS)
-        _integer("pe_stages", self.pe_stages, 1, 5)
+        _integer("pe_stages", self.pe_stages, 1, MAX_FMA_STAGES)
         for name in ("max_m", "max_n", "max_k"):
             _integer(name, getattr(self, name))
         _choice("schedule", self.schedule, SCHEDULES)

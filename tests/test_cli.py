@@ -62,7 +62,7 @@ BAD = [
     (["fma", "check", "--norm", "window=x"], "window: expected an integer, got 'x'"),
     (["fma", "check", "--vectors", "0"], "vectors: must be 1..10000000, got 0"),
     (["fma", "check", "--sim", "xsim"], "argument --sim: invalid choice: 'xsim'"),
-    (["fma", "check", "--stages", "9"], "stages: must be 0..5, got 9"),
+    (["fma", "check", "--stages", "13"], "stages: must be 0..12, got 13"),
     (["fma", "check", "--stages", "two"], "argument --stages: invalid int value: 'two'"),
     (["fma", "check", "--stall", "1.5"], "stall: must be a probability"),
     (["fma", "synth", "--acc", "e4m3"], "argument --acc: invalid choice: 'e4m3'"),
@@ -80,7 +80,7 @@ BAD = [
     (["gemm", "check", "--dataflow", "is"], "argument --dataflow: invalid choice: 'is'"),
     (["gemm", "check", "--backpressure", "1"], "backpressure: must be a probability"),
     (["gemm", "check", "--idle", "-0.1"], "idle: must be a probability"),
-    (["gemm", "check", "--stages", "0"], "pe_stages: must be in 1..5, got 0"),
+    (["gemm", "check", "--stages", "0"], "pe_stages: must be in 1..12, got 0"),
     # gemm perf, with SCALE-Sim files
     (["gemm", "perf", "--shape", "4,-1,4"], "shape: N must be >= 1, got -1"),
     (["gemm", "perf", "--clock", "0"], "clock_mhz: must be a finite number > 0, got 0.0"),

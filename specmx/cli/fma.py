@@ -4,6 +4,7 @@ import sys
 import time
 from pathlib import Path
 
+from specmx.models.config import MAX_FMA_STAGES
 from specmx.cli.common import (UsageError, add_fma_options, add_sim_options, add_spec_option, bounded,
                                check_simulator, design, fma_from_args, report_simulation, save_result)
 
@@ -18,7 +19,7 @@ def cmd_check(args):
     from specmx.sim.fma_check import check_fma
     cfg = _fma(args)
     bounded("vectors", args.vectors, 1, 10_000_000)
-    bounded("stages", args.stages, 0, 5)
+    bounded("stages", args.stages, 0, MAX_FMA_STAGES)
     if not 0 <= args.stall < 1:
         raise UsageError(f"stall: must be a probability in 0..1 (exclusive of 1), got {args.stall}")
     check_simulator(args.sim)
@@ -44,7 +45,7 @@ def cmd_synth(args):
     from specmx.hdl.fma import FMA
     from specmx.synth import synthesize
     cfg = _fma(args)
-    bounded("stages", args.stages, 0, 5)
+    bounded("stages", args.stages, 0, MAX_FMA_STAGES)
     result = {"config": cfg.name, "stages": args.stages}
     result.update(synthesize(FMA(cfg, args.stages), "fma", fmax=not args.no_fmax))
     return save_result(result, Path(args.out) / f"synth_fma_{cfg.slug}.json", args.json)
@@ -54,7 +55,7 @@ def add_check_parser(verbs, formatter):
     p = verbs.add_parser("check", help="simulate the FMA RTL against the golden model",
                          formatter_class=formatter)
     add_spec_option(p)
-    add_fma_options(p, 2, "pipeline stages 0..5")
+    add_fma_options(p, 2, "pipeline stages 0..12")
     p.add_argument("--vectors", type=int, default=20000, metavar="N", help="number of operand sets")
     p.add_argument("--stall", type=float, default=0.0, metavar="P",
                    help="probability of an idle input cycle and, separately, of a clock-enable-low cycle")
@@ -66,7 +67,7 @@ def add_synth_parser(verbs, formatter, name="synth"):
     p = verbs.add_parser(name, help="synthesize a registered FMA (gates, LUT4, ECP5, Fmax)",
                          formatter_class=formatter)
     add_spec_option(p)
-    add_fma_options(p, 2, "pipeline stages 0..5")
+    add_fma_options(p, 2, "pipeline stages 0..12")
     add_synth_output_options(p)
     p.set_defaults(func=cmd_synth)
     return p

@@ -210,7 +210,7 @@ def cmd_synth(args):
     return save_result(result, Path(args.out) / f"synth_gemm_{engine.name}.json", args.json)
 
 
-def _add_engine_options(p, stages_help="PE pipeline stages 1..5 (default: 1)"):
+def _add_engine_options(p, stages_help="PE pipeline stages 1..12 (default: 1)"):
     add_spec_option(p)
     g = p.add_argument_group("engine (override the spec's gemm section)")
     g.add_argument("--rows", type=int, default=None, metavar="R", help="array rows (default: 4)")
@@ -248,7 +248,7 @@ def add_sweep_parser(verbs, formatter, name="sweep"):
     p = verbs.add_parser(name, help="sweep array sizes x dataflows x shapes: JSON + plot",
                          formatter_class=formatter)
     add_spec_option(p)
-    add_fma_options(p, None, "PE pipeline stages 1..5 (default: 1)")
+    add_fma_options(p, None, "PE pipeline stages 1..12 (default: 1)")
     _add_perf_options(p)
     p.add_argument("--rows", dest="rows_list", default="2,4,8,16,32,64", metavar="LIST", help="array rows")
     p.add_argument("--cols", dest="cols_list", default=None, metavar="LIST", help="(default: square arrays)")
