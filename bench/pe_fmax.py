@@ -1,12 +1,13 @@
 """Fmax of the streaming engines' PEs per FMA pipeline depth (`make bench`): OSStreamPE and
-WSStreamPE, exact and approximate normalization, s = 1..5 stages, synthesized on their own
-(registered ports) for an ECP5-25k and placed and routed by nextpnr. Both PEs do one MAC per
+WSStreamPE, exact and approximate normalization, s = 1..12 stages (hdl.fma.PREFERENCE says
+which cut each added stage takes), synthesized on their own (registered ports) for an
+ECP5-85F and placed and routed by nextpnr (aiming at 100 MHz). Both PEs do one MAC per
 cycle at any depth (OS: s interleaved accumulations; WS: the partial sum moves on), so
 GFLOP/s per PE = 2 * Fmax (the table scales it to a 16x16 array at its 512^3 utilization, with
 ECP5 LUT sites per GFLOP/s). The OS accumulation loop runs through the whole FMA: deferring
 normalization (policy internal) shortens it. Writes out/bench/pe_fmax.json and .md.
 
-Usage: python bench/pe_fmax.py [--stages 1,2,3,4,5] [--jobs N]
+Usage: python bench/pe_fmax.py [--stages 1,2,...,12] [--jobs N]
 """
 
 import argparse
@@ -28,7 +29,7 @@ def _one(job):
     dataflow, name, stages = job
     pe = (OSStreamPE if dataflow == "os" else WSStreamPE)(CONFIGS[name], stages)
     t = time.perf_counter()
-    r = synthesize(pe, "pe", generic=False, device="25k")
+    r = synthesize(pe, "pe", generic=False, device="85k", freq=100)
     return {"dataflow": dataflow, "config": name, "pe_stages": stages, **r,
             "gflops_per_pe": 2 * r["fmax_mhz"] / 1e3, "seconds": round(time.perf_counter() - t, 1)}
 
@@ -50,7 +51,7 @@ def array_throughput(rows, n=16):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stages", default="1,2,3,4,5")
+    p.add_argument("--stages", default=",".join(str(s) for s in range(1, 13)))
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--from-json", default=None, metavar="FILE",
                    help="tabulate a saved pe_fmax.json instead of synthesizing")
@@ -59,7 +60,7 @@ def main():
     rows = []
     if args.from_json:
         rows, jobs = json.loads(Path(args.from_json).read_text()), []
-    print(f"PE Fmax per pipeline depth, ECP5-25k out of context ({len(jobs)} place-and-route runs)")
+    print(f"PE Fmax per pipeline depth, ECP5-85F out of context ({len(jobs)} place-and-route runs)")
     with ProcessPoolExecutor(args.jobs) as pool:
         for r in pool.map(_one, jobs):
             rows.append(r)

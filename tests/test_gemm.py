@@ -143,12 +143,12 @@ def test_rtl_gemm_negative_controls():
 
 STREAM_CASES = [
     # (cfg, rows, cols, dataflow, pe_stages): three geometries per dataflow, exact and
-    # approximate, s = 1..3
+    # approximate, s = 1..3 and the deepest FMA pipeline (12 stages)
     (FMAConfig("bf16", "fp32"), 2, 3, "os", 1),
     (APPROX, 3, 2, "os", 2),
     (FMAConfig("bf16", "fp32"), 4, 4, "os", 3),
     (FMAConfig("bf16", "fp32"), 2, 3, "ws", 1),
-    (APPROX, 3, 2, "ws", 2),
+    (APPROX, 3, 2, "ws", 12),
     (FMAConfig("bf16", "fp32"), 4, 4, "ws", 3),
 ]
 # Many tiles (os) or folds and blocks (ws) in every dimension, the steady state (os: K*s covers
@@ -183,6 +183,15 @@ def test_rtl_stream_gemm_bit_and_cycle_exact(case):
 def test_rtl_stream_gemm_8x8(dataflow, stages):
     engine = GemmConfig(FMAConfig("bf16", "fp32"), 8, 8, dataflow, stages, 128, 128, 128, "streaming")
     _check_stream(engine, [(40, 33, 37), (64, 64, 64), (17, 9, 3)])
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+@pytest.mark.parametrize("cfg", [FMAConfig("bf16", "fp32"), APPROX], ids=["exact", "approx"])
+def test_rtl_stream_gemm_deep(dataflow, cfg):
+    """The 100 MHz PEs: 12 FMA stages (OS: 12 interleaved row groups, a 48-row tile)."""
+    engine = GemmConfig(cfg, 4, 4, dataflow, 12, 128, 128, 128, "streaming")
+    _check_stream(engine, [(101, 19, 13), (7, 9, 30), (1, 1, 1)])
 
 
 @pytest.mark.regress
