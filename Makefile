@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(RUN) $(BIN)/python bench/function_error.py
 	$(RUN) $(BIN)/python bench/ssm_numerics.py
 	$(RUN) $(BIN)/python bench/array_area.py --jobs $(JOBS)
+	$(RUN) $(BIN)/python bench/array_area.py --schedule streaming --stages 12 --rounding rne --jobs $(JOBS)
 
 # Every fp32 input through every function unit's golden model (numpy, hours on 2 cores).
 exhaustive: $(STAMP)
