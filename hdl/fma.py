@@ -15,10 +15,10 @@ from specmx.hdl.arith import grouped_leading_zeros, leading_zeros, unpack_ieee
 __all__ = ["FMA", "fma_datapath", "CUT_POINTS", "ieee_to_internal", "register", "delay", "delay_valid"]
 
 # Pipeline cut points in datapath order; `stages=n` registers the first n of PREFERENCE.
-# unpack: operand fields | mul: product, container tops | anchor: common exponent | distance:
-# alignment shifts | align:
-# shifted operands | negate: signed operands | sum: signed sum | add: magnitude and sign |
-# lzc: leading-zero count | norm: normalized sum | round: rounded significand | out: result.
+# unpack: operand fields | mul: product, container tops | anchor: common exponent |
+# distance: alignment shifts | align: shifted operands | negate: signed operands |
+# sum: signed sum | add: magnitude and sign | lzc: leading-zero count | norm: normalized sum |
+# round: rounded significand | out: result.
 CUT_POINTS = ("unpack", "mul", "anchor", "distance", "align", "negate", "sum", "add", "lzc", "norm", "round", "out")
 PREFERENCE = ("out", "add", "mul", "norm", "align", "lzc", "anchor", "distance", "sum", "round", "unpack", "negate")
 assert sorted(CUT_POINTS) == sorted(PREFERENCE) and len(CUT_POINTS) == MAX_FMA_STAGES
