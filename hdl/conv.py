@@ -22,7 +22,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from specmx.hdl.fma import FMA, delay_valid
-from specmx.hdl.function_unit import FunctionUnit, Pipe
+from specmx.hdl.function_unit import FUNCTION_LATENCY, FunctionUnit, Pipe
 from specmx.models.config import SSMConfig
 
 __all__ = ["ConvUnit", "round_to_operand", "conv_layout"]
@@ -71,7 +71,7 @@ class ConvUnit(wiring.Component):
             raise ValueError(f"fma.in_fmt: the conv unit takes bf16 operands; allowed: bf16, got {ssm.fma.in_fmt!r}")
         self.ssm = ssm
         self.groups = ssm.d_inner // ssm.lanes
-        self.latency = ssm.kernel + FunctionUnit("silu").latency
+        self.latency = ssm.kernel + FUNCTION_LATENCY["silu"]
         super().__init__({"i": In(stream.Signature(conv_layout(ssm))),
                           "o": Out(stream.Signature(32 * ssm.lanes))})
         self._MustUse__silence = False

@@ -22,9 +22,9 @@ CONFIGS = [
 ]
 
 
-# `make test` simulates these eight (every format, policy, rounding, subnormal mode, and pipeline
-# depths 0..5, 7 and 12 among them); `make regress` runs all eleven with 1M vectors each.
-QUICK = [CONFIGS[i] for i in (0, 2, 3, 4, 6, 7, 8, 10)]
+# `make test` simulates these seven (every format, policy, rounding, subnormal mode, and pipeline
+# depths 0..5 and 12 among them); `make regress` runs all eleven with 1M vectors each (depth 7 too).
+QUICK = [CONFIGS[i] for i in (0, 2, 3, 4, 6, 7, 8)]
 
 
 def _ids(case):
