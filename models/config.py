@@ -15,7 +15,7 @@ from typing import Optional
 
 from specmx.models.formats import FloatFormat, get_format
 
-__all__ = ["MAX_FMA_STAGES", "FMAConfig", "WideView", "InternalFormat", "GemmConfig", "PerfConfig", "SSMConfig", "FAMILIES",
+__all__ = ["MAX_FMA_STAGES", "FMAConfig", "WideView", "InternalFormat", "GemmConfig", "PerfConfig", "SSMConfig", "EngineConfig", "FAMILIES",
            "IN_FORMATS", "ACC_FORMATS", "NORM_POLICIES", "ROUNDINGS", "SUBNORMAL_MODES", "STEPS",
            "DATAFLOWS", "SCHEDULES"]
 
@@ -385,3 +385,74 @@ class SSMConfig:
     @property
     def head_dim(self):
         return self.d_inner // self.heads if self.family == "mamba2" else 1
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The Mamba engine (speculative tree verification): a streaming matrix engine for the linear
+    layers, the SSM units (conv, scan, RMSNorm, function units) for the recurrences, a state
+    buffer and two memory channels. The model's dimensions come from the model, not from here.
+
+    Parameters
+    ----------
+    fma : FMAConfig
+        Arithmetic of every multiply-add, matrix engine and SSM units alike (fp32 accumulator,
+        IEEE words: the SSM state is fp32).
+    rows, cols, dataflow, pe_stages :
+        The streaming matrix engine (`GemmConfig` fields; `gemm` builds it).
+    lanes : int
+        Channels per cycle of the conv unit and state elements per cycle of the scan unit.
+    tile : int
+        Tree nodes per tile: the M of every linear layer (1..4096).
+    state_slots : int
+        State buffer: per-layer states (conv window + SSM state) held at once. A tree that needs
+        more live states is refused.
+    mem_latency : int
+        Cycles from a memory request to its first word (>= 0).
+    mem_words : int
+        32-bit words per cycle of each memory channel (the weight channel of the matrix engine,
+        and the read and write channels for embeddings, states, caches and logits).
+    memory_budget : int
+        Bytes of stored per-node states up to which `hybrid` backtracking stores (above it,
+        it recomputes), as `specdec`'s `memory_budget`.
+    """
+
+    fma: FMAConfig = field(default_factory=FMAConfig)
+    rows: int = 4
+    cols: int = 4
+    dataflow: str = "ws"
+    pe_stages: int = 12
+    lanes: int = 4
+    tile: int = 8
+    state_slots: int = 16
+    mem_latency: int = 32
+    mem_words: int = 4
+    memory_budget: int = 1 << 20
+
+    def __post_init__(self):
+        if not isinstance(self.fma, FMAConfig):
+            raise ValueError(f"fma: must be an FMAConfig, got {self.fma!r}")
+        if self.fma.acc_fmt != "fp32" or self.fma.internal:
+            raise ValueError(f"fma.acc_fmt: the engine keeps fp32 states and IEEE words; allowed: fp32 with "
+                             f"policy round or flush, got {self.fma.acc_fmt} with policy {self.fma.policy}")
+        _integer("rows", self.rows)
+        _integer("cols", self.cols)
+        _choice("dataflow", self.dataflow, DATAFLOWS)
+        _integer("pe_stages", self.pe_stages, 1, MAX_FMA_STAGES)
+        _integer("lanes", self.lanes)
+        _integer("tile", self.tile, 1, 4096)
+        _integer("state_slots", self.state_slots)
+        _integer("mem_latency", self.mem_latency, 0)
+        _integer("mem_words", self.mem_words)
+        _integer("memory_budget", self.memory_budget, 0)
+
+    @property
+    def gemm(self):
+        """The matrix engine: streaming schedule, buffers sized for one tile."""
+        return GemmConfig(fma=self.fma, rows=self.rows, cols=self.cols, dataflow=self.dataflow,
+                          pe_stages=self.pe_stages, schedule="streaming", max_m=self.tile)
+
+    def ssm(self, family, d_inner, d_state, heads=1, groups=1, kernel=4):
+        """The SSM units for one model's dimensions."""
+        return SSMConfig(fma=self.fma, family=family, d_inner=d_inner, d_state=d_state, heads=heads,
+                         groups=groups, kernel=kernel, lanes=self.lanes)

@@ -28,7 +28,7 @@ import numpy as np
 from specmx.models.mamba import MambaLM, MambaState
 
 __all__ = ["TreeShape", "SpecStats", "speculative_generate", "verify_tree", "verify_cost", "make_draft",
-           "BACKTRACK"]
+           "BACKTRACK", "check_parents", "live_states"]
 
 BACKTRACK = ("store", "recompute", "hybrid")
 
@@ -75,6 +75,38 @@ class _Tree:
         if parent >= 0:
             self.children[parent].append(len(self.tokens) - 1)
         return len(self.tokens) - 1
+
+
+def check_parents(parent):
+    """A tree as a parent index per node: node 0 is the root (parent -1) and every other node's
+    parent comes before it. Raises ValueError naming the first node that breaks this."""
+    parent = [int(p) for p in parent]
+    if not parent:
+        raise ValueError("parent: a tree needs at least one node")
+    if parent[0] != -1:
+        raise ValueError(f"parent: node 0 is the root and needs parent -1, got {parent[0]}")
+    for i, p in enumerate(parent[1:], 1):
+        if not 0 <= p < i:
+            raise ValueError(f"parent: node {i} has parent {p}; a parent must be a node before it (0..{i - 1})")
+    return parent
+
+
+def live_states(parent):
+    """The most per-layer states held at once when the nodes run in order, each from its
+    parent's state: node i's new state takes a slot (its parent's slot when i is the parent's
+    last child: a chain overwrites in place) and keeps it until its last child has run; a leaf
+    frees it at once. The state buffer of the hardware engine needs this many slots."""
+    parent = check_parents(parent)
+    last_child = {p: i for i, p in enumerate(parent) if p >= 0}
+    live, peak = set(), 0
+    for i, p in enumerate(parent):
+        live.add(i)
+        if p >= 0 and last_child[p] == i:
+            live.discard(p)
+        peak = max(peak, len(live))
+        if i not in last_child:
+            live.discard(i)
+    return peak
 
 
 @dataclass
@@ -173,10 +205,14 @@ def verify_tree(model: MambaLM, state: MambaState, tokens, parent, tile=8, cache
     layers batched over tiles of `tile` nodes, conv and SSM steps in series in FIFO order, each
     from its parent's state. Returns dict: logits [nodes, vocab]; `states` per node if store;
     `cache` per node (the small SSM inputs: conv input, activated input, dt, B, C) if cache;
-    `peak_live_states`, the most parent states held at once. Costs: `verify_cost`.
+    `peak_live_states`, the most states held at once (`live_states`: the hardware's state
+    buffer slots). Costs: `verify_cost`.
     """
     ops = model.ops
+    parent = check_parents(parent)
     n_nodes = len(tokens)
+    if len(parent) != n_nodes:
+        raise ValueError(f"parent: needs one entry per token ({n_nodes}), got {len(parent)}")
     x = model.embed(model.check_tokens(np.asarray(tokens))).copy()
     last_child = {}
     for i, p in enumerate(parent):
@@ -202,6 +238,8 @@ def verify_tree(model: MambaLM, state: MambaState, tokens, parent, tile=8, cache
                     states[i].conv.append(live_conv[i].copy())
                 if parent[i] >= 0 and last_child.get(parent[i]) == i:
                     live_conv.pop(parent[i])
+                if i not in last_child:
+                    live_conv.pop(i)
             inputs = model.ssm_inputs_rows(L, act, tuple(e[idx] for e in extras))   # batched
             for j, i in enumerate(nodes):                         # SSM steps, in series
                 hprev = state.ssm[li] if parent[i] < 0 else live_ssm[parent[i]]
@@ -217,6 +255,8 @@ def verify_tree(model: MambaLM, state: MambaState, tokens, parent, tile=8, cache
                 if parent[i] >= 0 and last_child.get(parent[i]) == i:
                     live_ssm.pop(parent[i])                       # its last child is done
                 peak_live = max(peak_live, len(live_ssm))
+                if i not in last_child:
+                    live_ssm.pop(i)                               # a leaf: nobody reads it
         for idx in tiles:
             x[idx] += model.mixer_out(L, y[idx], tuple(e[idx] for e in extras))
     return {"logits": model.logits(x), "states": states, "cache": caches, "peak_live_states": peak_live}

@@ -7,10 +7,11 @@ spec object (`models/config.py`):
     gemm: {rows: 4, cols: 4, dataflow: ws, pe_stages: 2, max_m: 64}   # + optional fma: {...}
     perf: {clock_mhz: 250, bandwidth: 64}
     ssm:  {family: mamba2, d_inner: 64, d_state: 16, heads: 4, groups: 2, lanes: 4}  # + fma: {...}
+    engine: {rows: 4, cols: 4, pe_stages: 12, lanes: 4, tile: 8, state_slots: 16}  # + fma: {...}
 
-Missing sections and fields take their defaults; `gemm.fma` and `ssm.fma` default to the
-top-level `fma` section (`ssm` keeps its own where the SSM datapath cannot use that one: it
-needs an fp32 accumulator). Loading is safe (`yaml.safe_load`). Every error is one line that names the key path,
+Missing sections and fields take their defaults; `gemm.fma`, `ssm.fma` and `engine.fma` default
+to the top-level `fma` section (`ssm` and `engine` keep their own where they cannot use that
+one: they need an fp32 accumulator). Loading is safe (`yaml.safe_load`). Every error is one line that names the key path,
 the bad value and the allowed values (`gemm.rows: must be >= 1, got 0`), and an unknown key is
 reported with the nearest valid one. New spec objects join by adding one entry to `SECTIONS`.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from specmx.models.config import FMAConfig, GemmConfig, PerfConfig, SSMConfig
+from specmx.models.config import EngineConfig, FMAConfig, GemmConfig, PerfConfig, SSMConfig
 
 __all__ = ["Spec", "SpecError", "SECTIONS", "load_spec", "spec_from_dict", "spec_to_dict", "with_fields"]
 
@@ -39,11 +40,12 @@ class Spec:
     gemm: GemmConfig = field(default_factory=GemmConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
     ssm: SSMConfig = field(default_factory=SSMConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 # section name -> spec object class; fields whose value is itself a spec object, per class
-SECTIONS = {"fma": FMAConfig, "gemm": GemmConfig, "perf": PerfConfig, "ssm": SSMConfig}
-_NESTED = {GemmConfig: {"fma": FMAConfig}, SSMConfig: {"fma": FMAConfig}}
+SECTIONS = {"fma": FMAConfig, "gemm": GemmConfig, "perf": PerfConfig, "ssm": SSMConfig, "engine": EngineConfig}
+_NESTED = {GemmConfig: {"fma": FMAConfig}, SSMConfig: {"fma": FMAConfig}, EngineConfig: {"fma": FMAConfig}}
 
 
 def _kind(value):

@@ -161,7 +161,7 @@ BAD = [
     (["spec", "check", _write("l.yaml", "gemm: [1, 2]\n")], "gemm: expected a mapping of fma, rows, cols"),
     (["spec", "check", _write("e.yaml", "")], "empty spec; expected a mapping with any of: fma, gemm, perf"),
     (["spec", "check", _write("m.yaml", "gemm: {rows: 4\n")], "is not valid YAML at line"),
-    (["spec", "check", _write("top.yaml", "- fma\n- gemm\n")], "expected a mapping with any of: fma, gemm, perf, ssm, got a list"),
+    (["spec", "check", _write("top.yaml", "- fma\n- gemm\n")], "expected a mapping with any of: fma, gemm, perf, ssm, engine, got a list"),
     (["spec", "check", _write("s.yaml", "gemmm: {rows: 4}\n")], "gemmm: unknown key; did you mean 'gemm'?"),
     (["spec", "check", _write("f.yaml", "fma: {in_fmt: fp12}\n")], "fma.in_fmt: unknown value 'fp12'; allowed: bf16"),
     (["spec", "check", _write("z.yaml", "gemm: {rows: 0}\n")], "gemm.rows: must be >= 1, got 0"),
@@ -173,6 +173,14 @@ BAD = [
     (["gemm", "perf", "--spec", _write("d.yaml", "gemm: {dataflow: is}\n")],
      "gemm.dataflow: unknown value 'is'; allowed: os, ws"),
     (["fma", "synth", "--spec", _write("g.yaml", "fma: {step: 3}\n"), "--out", "out"], "fma.step: must be one of 1, 2, 4, 8"),
+    (["engine", "perf", "--parents=-1,0,3"], "parent: node 2 has parent 3; a parent must be a node before it"),
+    (["engine", "perf", "--parents=0,0"], "parent: node 0 is the root and needs parent -1"),
+    (["engine", "perf", "--model", "nope"], "model: unknown model 'nope'"),
+    (["engine", "perf", "--tree", "budget=4"], "tree: a budget tree's shape depends on the draft"),
+    (["engine", "perf", "--tree", "3,3", "--state-slots", "2"], "tree: needs 4 live states per layer; engine.state_slots holds 2"),
+    (["engine", "perf", "--tree", "1,1", "--accepted", "9"], "path: accepted nodes on the path must be 1..3"),
+    (["engine", "perf", "--spec", _write("en.yaml", "engine: {mem_words: 0}\n")], "engine.mem_words: must be >= 1, got 0"),
+    (["engine", "perf", "--spec", _write("ea.yaml", "engine: {fma: {acc_fmt: bf16}}\n")], "engine.fma.acc_fmt: the engine keeps fp32 states"),
 ]
 
 

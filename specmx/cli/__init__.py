@@ -9,7 +9,7 @@ and exit code 1. The verb-noun forms of earlier releases (`perf gemm`, `perf swe
 import argparse
 import sys
 
-from specmx.cli import fma, gemm, mamba, spec, ssm
+from specmx.cli import engine, fma, gemm, mamba, spec, ssm
 from specmx.cli.common import Parser, UsageError
 from specmx.spec import SpecError
 
@@ -42,7 +42,7 @@ def build_parser():
     formatter = _Help
     parser = Parser(prog="specmx", description=__doc__.splitlines()[0], formatter_class=formatter)
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="NOUN")
-    for module in (fma, gemm, mamba, spec, ssm):
+    for module in (engine, fma, gemm, mamba, spec, ssm):
         module.register(nouns, formatter)
     old = {}
     for (noun, verb), (new, add) in ALIASES.items():
