@@ -21,6 +21,14 @@ read in stage 6 and written back at the end of stage 7 (the same word comes back
 d_inner * d_state / lanes >= 2 beats, so no forwarding is needed). One output word per channel
 leaves `scan_latency(ssm)` cycles after the channel's last beat; one beat per cycle; a refused
 result stalls everything.
+
+Tree mode (`slots` > 1), for speculative tree verification: the state memory holds `slots`
+states, and every beat names the slot its token reads (`src`, the parent's state) and the one
+it writes (`dst`: the parent's own slot when a chain continues in place). A `load` token writes
+the beats' `h` words (a starting state from memory) into `dst` and computes nothing; every
+other token also sends each beat's new state (lanes fp32 words) on the state stream `s`, which
+the engine writes to memory for `store` backtracking. A refused state word stalls everything
+too.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -39,13 +47,15 @@ __all__ = ["ScanUnit", "scan_layout"]
 ONE_BF16 = 0x3F80
 
 
-def scan_layout(ssm: SSMConfig):
+def scan_layout(ssm: SSMConfig, slots=1):
     """The input beat: per lane {A (Mamba-1), B, C} bf16; then dt, u, z fp32; D bf16; A bf16
-    (Mamba-2); clear."""
+    (Mamba-2); clear; in tree mode (slots > 1) also the slots read and written, the load flag
+    and the lanes' state words of a load."""
     mamba1 = ssm.family == "mamba1"
     lane = data.StructLayout({**({"A": 16} if mamba1 else {}), "B": 16, "C": 16})
+    tree = {"src": range(slots), "dst": range(slots), "load": 1, "h": 32 * ssm.lanes} if slots > 1 else {}
     return data.StructLayout({"lanes": data.ArrayLayout(lane, ssm.lanes), "dt": 32, "u": 32, "z": 32,
-                              "D": 16, **({} if mamba1 else {"A": 16}), "clear": 1})
+                              "D": 16, **({} if mamba1 else {"A": 16}), "clear": 1, **tree})
 
 
 def check_scan_shape(ssm: SSMConfig):
@@ -66,21 +76,29 @@ class ScanUnit(wiring.Component):
     ----------
     ssm : SSMConfig
         family, d_inner, d_state (a multiple of lanes), lanes, and the FMA arithmetic.
+    slots : int
+        States the state memory holds: 1 for one sequence, more for tree mode.
 
     Members
     -------
-    i : In(stream of scan_layout(ssm))
+    i : In(stream of scan_layout(ssm, slots))
     o : Out(stream of one fp32 word per channel)
+    s : Out(stream of lanes fp32 words)      tree mode only: each beat's new state
     """
 
-    def __init__(self, ssm: SSMConfig):
+    def __init__(self, ssm: SSMConfig, slots=1):
         self._MustUse__silence = True          # no "never used" warning when a check fails
         if not isinstance(ssm, SSMConfig):
             raise TypeError(f"ssm must be an SSMConfig, not {ssm!r}")
         check_scan_shape(ssm)
-        self.ssm = ssm
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 4096:
+            raise ValueError(f"slots: must be an integer in 1..4096, got {slots!r}")
+        self.ssm, self.slots = ssm, slots
         self.latency = scan_latency(ssm)
-        super().__init__({"i": In(stream.Signature(scan_layout(ssm))), "o": Out(stream.Signature(32))})
+        members = {"i": In(stream.Signature(scan_layout(ssm, slots))), "o": Out(stream.Signature(32))}
+        if slots > 1:
+            members["s"] = Out(stream.Signature(32 * ssm.lanes))
+        super().__init__(members)
         self._MustUse__silence = False
 
     def _fma(self, m, en, name, a, b, c, stages=1, wide=False):
@@ -94,10 +112,25 @@ class ScanUnit(wiring.Component):
         ssm, L = self.ssm, self.ssm.lanes
         S, words = ssm.d_state // L, scan_beats(ssm)
         mamba1 = ssm.family == "mamba1"
+        tree = self.slots > 1
         en, take = Signal(), Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en),
-                     take.eq(self.i.valid & en)]
+        o_valid, s_valid = Signal(), Signal()        # offered by the pipeline, sent or not
+        if tree:
+            # Two outputs of one lock-step pipeline: a word taken while the other stream stalls
+            # the pipeline is marked sent, so that it is not offered twice.
+            o_sent, s_sent = Signal(), Signal()
+            m.d.comb += [self.o.valid.eq(o_valid & ~o_sent), self.s.valid.eq(s_valid & ~s_sent),
+                         en.eq((~self.o.valid | self.o.ready) & (~self.s.valid | self.s.ready))]
+            for sent, port in ((o_sent, self.o), (s_sent, self.s)):
+                with m.If(en):
+                    m.d.sync += sent.eq(0)
+                with m.Elif(port.valid & port.ready):
+                    m.d.sync += sent.eq(1)
+        else:
+            m.d.comb += [self.o.valid.eq(o_valid), en.eq(~self.o.valid | self.o.ready)]
+        m.d.comb += [self.i.ready.eq(en), take.eq(self.i.valid & en)]
         beat = self.i.payload
+        load = beat.load if tree else Const(0)
 
         def later(value, cycles, name):
             return delay(m, en, value, cycles, name)
@@ -130,9 +163,10 @@ class ScanUnit(wiring.Component):
         hi, lo = (hi * L, lo * L) if not mamba1 else (hi, lo)
 
         # stage 6: read the state; 6 -> 7: t = hi*h + dBu; stage 7: h' = lo*h + t, written back
-        m.submodules.state = mem = Memory(shape=32 * L, depth=words, init=[])
+        m.submodules.state = mem = Memory(shape=32 * L, depth=words * self.slots, init=[])
         rd, wr = mem.read_port(domain="comb"), mem.write_port()
-        m.d.comb += rd.addr.eq(later(addr, 6, "addr6_"))
+        src6, dst7 = (later(beat.src, 6, "src6_"), later(beat.dst, 7, "dst7_")) if tree else (0, 0)
+        m.d.comb += rd.addr.eq(src6 * words + later(addr, 6, "addr6_"))
         clear6 = later(beat.clear, 6, "clear6_")
         h_new = []
         for l in range(L):
@@ -140,8 +174,12 @@ class ScanUnit(wiring.Component):
             t = self._fma(m, en, f"state_hi{l}", hi[l], h, dBu[l], wide=True)
             h_new.append(self._fma(m, en, f"state_lo{l}", later(lo[l], 1, f"lo{l}_"), later(h, 1, f"h{l}_"), t,
                                    stages=0, wide=True))
-        m.d.comb += [wr.addr.eq(later(addr, 7, "addr7_")), wr.data.eq(Cat(*h_new)),
-                     wr.en.eq(en & delay_valid(m, en, self.i.valid, 7))]
+        valid7, load7 = delay_valid(m, en, self.i.valid, 7), later(load, 7, "load7_")
+        new_state = Mux(load7, later(beat.h, 7, "h7_"), Cat(*h_new)) if tree else Cat(*h_new)
+        m.d.comb += [wr.addr.eq(dst7 * words + later(addr, 7, "addr7_")), wr.data.eq(new_state),
+                     wr.en.eq(en & valid7)]
+        if tree:
+            m.d.comb += [s_valid.eq(valid7 & ~load7), self.s.payload.eq(new_state)]
 
         # stage 8: lane accumulators p[l] += C * h'  (the channel's first beat starts from +0)
         valid8, first8 = delay_valid(m, en, self.i.valid, 8), later(first, 8, "first8_")
@@ -167,7 +205,7 @@ class ScanUnit(wiring.Component):
         gate = round_to_operand(m, silu.datapath(m, Pipe(m, en), beat.z, "silu_"), "gate")
         out = self._fma(m, en, "gate", later(gate, skip + 1 - silu.latency, "gate_"), y, 0, wide=True)
 
-        valid_out = delay_valid(m, en, self.i.valid & last, self.latency)
+        valid_out = delay_valid(m, en, self.i.valid & last & ~load, self.latency)
         assert skip + 2 == self.latency, (skip, self.latency)
-        m.d.comb += [self.o.valid.eq(valid_out), self.o.payload.eq(out)]
+        m.d.comb += [o_valid.eq(valid_out), self.o.payload.eq(out)]
         return m

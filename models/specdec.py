@@ -28,7 +28,7 @@ import numpy as np
 from specmx.models.mamba import MambaLM, MambaState
 
 __all__ = ["TreeShape", "SpecStats", "speculative_generate", "verify_tree", "verify_cost", "make_draft",
-           "BACKTRACK", "check_parents", "live_states"]
+           "BACKTRACK", "check_parents", "live_states", "assign_slots"]
 
 BACKTRACK = ("store", "recompute", "hybrid")
 
@@ -107,6 +107,31 @@ def live_states(parent):
         if i not in last_child:
             live.discard(i)
     return peak
+
+
+def assign_slots(parent):
+    """State-buffer slots for running the tree's nodes in order (the accounting of
+    `live_states`): the starting state sits in slot 0; node i reads its parent's slot (slot 0
+    for the root) and writes its parent's slot when it is the parent's last child (the root
+    always: the starting state is in memory), else a free one; a leaf's slot is free again at
+    once. Returns (src, dst, slots used), slots used == live_states(parent)."""
+    parent = check_parents(parent)
+    last_child = {p: i for i, p in enumerate(parent) if p >= 0}
+    slot, free, used = {}, [], 1
+    src, dst = [], []
+    for i, p in enumerate(parent):
+        src.append(0 if p < 0 else slot[p])
+        if p < 0 or last_child[p] == i:
+            slot[i] = src[-1]
+        else:
+            if not free:
+                free.append(used)
+                used += 1
+            slot[i] = free.pop()
+        dst.append(slot[i])
+        if i not in last_child:
+            free.append(slot[i])
+    return src, dst, used
 
 
 @dataclass

@@ -42,7 +42,7 @@ from specmx.models.config import FMAConfig
 from specmx.models.fma import fma, fma_wide
 from specmx.models.formats import decode, encode
 
-__all__ = ["HardwareOps", "exact_fma_values", "conv_stream", "scan_stream", "rmsnorm_stream"]
+__all__ = ["HardwareOps", "exact_fma_values", "conv_stream", "scan_stream", "scan_slots_stream", "rmsnorm_stream"]
 
 
 def _odd(s, e):
@@ -253,6 +253,35 @@ def scan_stream(ops: HardwareOps, family, v):
             y, h = ops.ssm2_step(A, h, dt[t], u[t].reshape(heads, -1), B[t], C[t], D)
         out[t] = encode(ops.gate(y.reshape(-1), z[t]).astype(np.float64), "fp32")
     return out
+
+
+def scan_slots_stream(ops: HardwareOps, family, v, slots):
+    """The scan unit in tree mode (`slots` states), in bits: `v` as for `scan_stream` plus per
+    token `src` and `dst` slots and a `load` flag, and `h` [T, *state shape] fp32 words (the
+    state a load token writes into `dst`; ignored otherwise). A computing token starts from
+    slot `src` (zeros when `clear`) and writes its new state to `dst`. Returns the gated outputs
+    [computing tokens, d_inner] and their new states [computing tokens, *state shape], fp32 words."""
+    f32 = lambda key: decode(v[key], "fp32")
+    b16 = lambda key: decode(v[key], "bf16")
+    dt, u, z, A, B, C, D = f32("dt"), f32("u"), f32("z"), b16("A"), b16("B"), b16("C"), b16("D")
+    T, d_inner = u.shape
+    heads = A.shape[0]
+    shape = (d_inner, B.shape[-1]) if family == "mamba1" else (heads, d_inner // heads, B.shape[-1])
+    memory = {k: np.zeros(shape, np.float32) for k in range(slots)}     # never read before written
+    outs, states = [], []
+    for t in range(T):
+        if v["load"][t]:
+            memory[v["dst"][t]] = decode(v["h"][t], "fp32").astype(np.float32).reshape(shape)
+            continue
+        h = np.zeros(shape, np.float32) if v["clear"][t] else memory[v["src"][t]]
+        if family == "mamba1":
+            y, h = ops.ssm_step(A, h, dt[t], u[t], B[t], C[t], D)
+        else:
+            y, h = ops.ssm2_step(A, h, dt[t], u[t].reshape(heads, -1), B[t], C[t], D)
+        memory[v["dst"][t]] = h
+        outs.append(encode(ops.gate(y.reshape(-1), z[t]).astype(np.float64), "fp32"))
+        states.append(encode(h.astype(np.float64), "fp32"))
+    return np.array(outs, dtype=np.int64), np.array(states, dtype=np.int64)
 
 
 def rmsnorm_stream(ops: HardwareOps, x_bits, w_bits, eps):

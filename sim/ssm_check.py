@@ -10,11 +10,11 @@ from specmx.models import function_units as fu
 from specmx.models.config import SSMConfig
 from specmx.models.formats import encode
 from specmx.models.perf.ssm import conv_cycles, function_unit_cycles, rmsnorm_cycles, scan_cycles
-from specmx.models.ssm_numerics import HardwareOps, conv_stream, rmsnorm_stream, scan_stream
+from specmx.models.ssm_numerics import HardwareOps, conv_stream, rmsnorm_stream, scan_slots_stream, scan_stream
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
 
 __all__ = ["function_vectors", "check_function", "conv_vectors", "check_conv", "scan_vectors", "check_scan",
-           "rmsnorm_vectors", "check_rmsnorm", "pack_beats", "EDGES"]
+           "scan_tree_vectors", "check_scan_tree", "rmsnorm_vectors", "check_rmsnorm", "pack_beats", "EDGES"]
 
 # Range edges of the fp32 function units: zeros, the smallest/largest subnormal and normal, one,
 # the saturation threshold 128 and its neighbours, exp's overflow/underflow thresholds, inf, NaN.
@@ -180,8 +180,12 @@ def pack_beats(layout, records):
             return sum(pack(f.shape, value[key]) << f.offset for key, f in shape)
         return int(value)
 
-    limbs = -(-layout.size // 64)
-    beats = [pack(layout, r) for r in records]
+    return _limbs([pack(layout, r) for r in records], layout.size)
+
+
+def _limbs(beats, bits):
+    """Beats (Python ints of `bits` bits) as rows of 64-bit limbs, low limb first."""
+    limbs = -(-bits // 64)
     return np.array([[(b >> (64 * i)) & ((1 << 64) - 1) for i in range(limbs)] for b in beats], dtype=np.uint64)
 
 
@@ -216,6 +220,31 @@ def scan_vectors(ssm: SSMConfig, tokens, seed=0, corners=True):
             "clear": clear}
 
 
+def scan_tree_vectors(ssm: SSMConfig, parent, seed=0):
+    """Inputs of a tree-mode scan run over the tree `parent`: a load token that puts a random
+    starting state (unit scale, a few large and tiny values) into slot 0, then one token per
+    node, reading and writing the slots of `specdec.assign_slots`. Returns (v, slots)."""
+    from specmx.models.specdec import assign_slots
+    src, dst, slots = assign_slots(parent)
+    n = len(src)
+    v = scan_vectors(ssm, n + 1, seed, corners=False)
+    rng = np.random.default_rng(seed + 7)
+    h0 = rng.standard_normal((ssm.d_inner, ssm.d_state)) * np.exp(rng.normal(0, 2, (ssm.d_inner, ssm.d_state)))
+    v["clear"][:] = 0
+    v["src"], v["dst"] = np.array([0] + src), np.array([0] + dst)
+    v["load"] = np.array([1] + [0] * n)
+    v["h"] = np.zeros((n + 1, ssm.d_inner, ssm.d_state), dtype=np.int64)
+    v["h"][0] = encode(h0, "fp32")
+    return v, max(slots, 2)
+
+
+def _state_words(ssm, h):
+    """A token's state [d_inner, d_state] (either family's layout, flattened per channel) as
+    lanes-wide beats in stream order: lane l of beat (c, j) = h[c, j*lanes + l]."""
+    L = ssm.lanes
+    return h.reshape(ssm.d_inner, ssm.d_state // L, L).reshape(-1, L)
+
+
 def _scan_records(ssm, v):
     """One record per beat in stream order (`hdl.scan.scan_layout`)."""
     L, S = ssm.lanes, ssm.d_state // ssm.lanes
@@ -229,8 +258,11 @@ def _scan_records(ssm, v):
             for j in range(S):
                 lanes = [{"B": bc("B")[j * L + l], "C": bc("C")[j * L + l],
                           **({"A": v["A"][c, j * L + l]} if mamba1 else {})} for l in range(L)]
+                tree = {} if "src" not in v else {
+                    "src": v["src"][t], "dst": v["dst"][t], "load": v["load"][t],
+                    "h": sum(int(w) << (32 * l) for l, w in enumerate(v["h"][t].reshape(ssm.d_inner, -1)[c, j * L:(j + 1) * L]))}
                 yield {"lanes": lanes, "dt": v["dt"][t, head], "u": v["u"][t, c], "z": v["z"][t, c],
-                       "D": v["D"][head], **({} if mamba1 else {"A": v["A"][head]}), "clear": v["clear"][t]}
+                       "D": v["D"][head], **({} if mamba1 else {"A": v["A"][head]}), "clear": v["clear"][t], **tree}
 
 
 @functools.lru_cache(maxsize=8)
@@ -255,6 +287,49 @@ def check_scan(ssm: SSMConfig, tokens=16, simulator="verilator", seed=0, idle=0.
     report = _run_stream_unit(rtl, verilog, "scan", np.arange(expected.size), expected, 1, simulator,
                               seed, idle, backpressure, waves, optimize="-O0", beat_limbs=beats)
     return _judged(report, cycle_model(ssm, tokens, report["starved"], report["held"]))
+
+
+@functools.lru_cache(maxsize=4)
+def _scan_tree_rtl(ssm, slots):
+    from specmx.hdl.scan import ScanUnit
+    rtl = ScanUnit(ssm, slots)
+    return rtl, to_verilog(rtl, "scan_tree")
+
+
+def check_scan_tree(ssm: SSMConfig, parent, simulator="verilator", seed=0, idle=0.0, backpressure=0.0,
+                    corrupt=0, corrupt_state=0, waves=None, cycle_model=scan_cycles):
+    """Simulate the scan unit in tree mode over the tree `parent` (`scan_tree_vectors`): every
+    node's gated outputs and every node's new state against `scan_slots_stream`, the cycles
+    against the cycle model (the load token counts as a token). Negative controls: `corrupt`
+    output words, `corrupt_state` state beats, `cycle_model`. Returns the report with
+    `predicted_cycles`, `cycles_match` and `ok`."""
+    from specmx.hdl.scan import scan_layout
+    v, slots = scan_tree_vectors(ssm, parent, seed)
+    y, states = scan_slots_stream(HardwareOps(ssm.fma, ssm.lanes), ssm.family, v, slots)
+    expected = _corrupt(y.reshape(-1), corrupt, seed)
+    state_beats = np.concatenate([_state_words(ssm, h) for h in states])
+    state_beats = _limbs([sum(int(w) << (32 * l) for l, w in enumerate(row)) for row in state_beats], 32 * ssm.lanes)
+    if corrupt_state:
+        idx = np.random.default_rng(seed + 2).choice(len(state_beats), corrupt_state, replace=False)
+        state_beats[idx, 0] ^= 1
+    rtl, verilog = _scan_tree_rtl(ssm, slots)
+    beats = pack_beats(scan_layout(ssm, slots), _scan_records(ssm, v))
+    build_root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=build_root()) as tmp:
+        path = Path(tmp) / "vectors.npz"
+        np.savez(path, expected=expected, beat_limbs=beats, expected_s_limbs=state_beats)
+        result = run_cocotb(rtl, "scan_tree", "specmx.sim.tb_two_outputs",
+                            {"SPECMX_VECTORS": path, "SPECMX_SEED": seed, "SPECMX_IDLE": idle,
+                             "SPECMX_BACKPRESSURE": backpressure}, simulator,
+                            verilog_text=verilog, waves=waves, optimize="-O0")
+    report = {"mismatches": None, "state_mismatches": None, "cycles": None, "starved": 0, "held": 0,
+              "first_mismatches": [], "vectors": int(expected.size), "nodes": len(parent), "slots": slots}
+    report.update(result.report)
+    report.update(passed=result.passed, log_dir=str(result.log_dir),
+                  waves=str(result.waves) if result.waves else None)
+    report = _judged(report, cycle_model(ssm, len(parent) + 1, report["starved"], report["held"]))
+    report["ok"] = bool(report["ok"] and report["state_mismatches"] == 0)
+    return report
 
 
 def rmsnorm_vectors(length, vectors, seed=0, corners=True):

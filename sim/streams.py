@@ -127,11 +127,11 @@ class StreamSource:
 class StreamSink:
     """Takes words from a stream, holding `ready` low with probability `backpressure` each
     cycle. `words` and `accepted` (cycles) list the transfers; `held` counts the cycles in which
-    the DUT offered a word (valid high) and the sink refused it."""
+    the DUT offered a word (valid high) and the sink refused it (`held_cycles` lists them)."""
 
     def __init__(self, tb, stream, backpressure=0.0):
         self.tb, self.stream, self.backpressure = tb, stream, backpressure
-        self.words, self.accepted, self.held = [], [], 0
+        self.words, self.accepted, self.held, self.held_cycles = [], [], 0, []
         stream.ready.value = 0
         cocotb.start_soon(self._run())
 
@@ -148,6 +148,7 @@ class StreamSink:
                     self.accepted.append(self.tb.cycle)
                 else:
                     self.held += 1
+                    self.held_cycles.append(self.tb.cycle)
 
 
 class StreamMonitor:
