@@ -39,6 +39,7 @@ from amaranth.lib.wiring import In, Out
 from specmx.hdl.conv import round_to_operand
 from specmx.hdl.fma import FMA, delay, delay_valid
 from specmx.hdl.function_unit import FunctionUnit, Pipe
+from specmx.hdl.lockstep import lockstep_enable
 from specmx.models.config import SSMConfig
 from specmx.models.perf.ssm import scan_beats, scan_latency
 
@@ -113,21 +114,9 @@ class ScanUnit(wiring.Component):
         S, words = ssm.d_state // L, scan_beats(ssm)
         mamba1 = ssm.family == "mamba1"
         tree = self.slots > 1
-        en, take = Signal(), Signal()
+        take = Signal()
         o_valid, s_valid = Signal(), Signal()        # offered by the pipeline, sent or not
-        if tree:
-            # Two outputs of one lock-step pipeline: a word taken while the other stream stalls
-            # the pipeline is marked sent, so that it is not offered twice.
-            o_sent, s_sent = Signal(), Signal()
-            m.d.comb += [self.o.valid.eq(o_valid & ~o_sent), self.s.valid.eq(s_valid & ~s_sent),
-                         en.eq((~self.o.valid | self.o.ready) & (~self.s.valid | self.s.ready))]
-            for sent, port in ((o_sent, self.o), (s_sent, self.s)):
-                with m.If(en):
-                    m.d.sync += sent.eq(0)
-                with m.Elif(port.valid & port.ready):
-                    m.d.sync += sent.eq(1)
-        else:
-            m.d.comb += [self.o.valid.eq(o_valid), en.eq(~self.o.valid | self.o.ready)]
+        en = lockstep_enable(m, [(self.o, o_valid)] + ([(self.s, s_valid)] if tree else []))
         m.d.comb += [self.i.ready.eq(en), take.eq(self.i.valid & en)]
         beat = self.i.payload
         load = beat.load if tree else Const(0)

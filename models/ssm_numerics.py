@@ -42,7 +42,7 @@ from specmx.models.config import FMAConfig
 from specmx.models.fma import fma, fma_wide
 from specmx.models.formats import decode, encode
 
-__all__ = ["HardwareOps", "exact_fma_values", "conv_stream", "scan_stream", "scan_slots_stream", "rmsnorm_stream"]
+__all__ = ["HardwareOps", "exact_fma_values", "conv_stream", "conv_slots_stream", "scan_stream", "scan_slots_stream", "rmsnorm_stream"]
 
 
 def _odd(s, e):
@@ -227,6 +227,28 @@ def conv_stream(ops: HardwareOps, x_bits, w_bits, bias_bits, clear):
         y, state = ops.conv_step(state, decode(x_bits[t], "fp32").astype(np.float32), w, b)
         out[t] = encode(y.astype(np.float64), "fp32")
     return out
+
+
+def conv_slots_stream(ops: HardwareOps, x_bits, w_bits, bias_bits, v, slots):
+    """The conv unit in tree mode (`slots` windows), in bits: x [T, D] fp32 words, w, bias as for
+    `conv_stream`; `v` holds per token clear, src, dst, load and `win` [T, D, K-1] bf16 words (the
+    window a load token writes into `dst`). The window holds operands (inputs rounded to bf16 on
+    entry), which is all the datapath reads of it. Returns the outputs [computing tokens, D]
+    fp32 words and their new windows [computing tokens, D, K-1] bf16 words."""
+    w, b = decode(w_bits, "bf16"), decode(bias_bits, "bf16")
+    T, D = x_bits.shape
+    memory = {}
+    outs, windows = [], []
+    for t in range(T):
+        if v["load"][t]:
+            memory[v["dst"][t]] = decode(v["win"][t], "bf16").astype(np.float32)
+            continue
+        state = np.zeros((D, w.shape[1] - 1), np.float32) if v["clear"][t] else memory[v["src"][t]]
+        y, new = ops.conv_step(state, decode(x_bits[t], "fp32").astype(np.float32), w, b)
+        memory[v["dst"][t]] = ops.operand(new).astype(np.float32)
+        outs.append(encode(y.astype(np.float64), "fp32"))
+        windows.append(encode(memory[v["dst"][t]].astype(np.float64), "bf16"))
+    return np.array(outs, dtype=np.int64), np.array(windows, dtype=np.int64)
 
 
 def scan_stream(ops: HardwareOps, family, v):

@@ -14,7 +14,7 @@ from specmx.models.ssm_numerics import HardwareOps, conv_stream, rmsnorm_stream,
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
 
 __all__ = ["function_vectors", "check_function", "conv_vectors", "check_conv", "scan_vectors", "check_scan",
-           "scan_tree_vectors", "check_scan_tree", "rmsnorm_vectors", "check_rmsnorm", "pack_beats", "EDGES"]
+           "scan_tree_vectors", "check_scan_tree", "conv_tree_vectors", "check_conv_tree", "rmsnorm_vectors", "check_rmsnorm", "pack_beats", "EDGES"]
 
 # Range edges of the fp32 function units: zeros, the smallest/largest subnormal and normal, one,
 # the saturation threshold 128 and its neighbours, exp's overflow/underflow thresholds, inf, NaN.
@@ -128,23 +128,17 @@ def conv_vectors(ssm: SSMConfig, tokens, seed=0, corners=True):
     return encode(x, "fp32"), w, bias, clear
 
 
-def _pack_conv_beats(ssm, x, w, bias, clear):
-    """Input beats as 64-bit limbs: per lane x | w[0..K-1] | bias, then the clear bit."""
-    K, L = ssm.kernel, ssm.lanes
-    lane_bits = 48 + 16 * K
-    beats = []
+def _conv_records(ssm, x, w, bias, v):
+    """One record per beat in stream order (`hdl.conv.conv_layout`): per lane x, w, bias; the
+    clear bit; in tree mode (`v` holds src) the slots, load flag and window of the token."""
+    L, K = ssm.lanes, ssm.kernel
     for t in range(x.shape[0]):
         for g in range(ssm.d_inner // L):
-            beat = 0
-            for lane in range(L):
-                c = g * L + lane
-                word = int(x[t, c]) | (int(bias[c]) << (32 + 16 * K))
-                for k in range(K):
-                    word |= int(w[c, k]) << (32 + 16 * k)
-                beat |= word << (lane * lane_bits)
-            beats.append(beat | (int(clear[t]) << (L * lane_bits)))
-    limbs = -(-(L * lane_bits + 1) // 64)
-    return np.array([[(b >> (64 * i)) & ((1 << 64) - 1) for i in range(limbs)] for b in beats], dtype=np.uint64)
+            lanes = [{"x": x[t, g * L + l], "w": w[g * L + l], "bias": bias[g * L + l]} for l in range(L)]
+            tree = {} if "src" not in v else {
+                "src": v["src"][t], "dst": v["dst"][t], "load": v["load"][t],
+                "win": sum(int(word) << (16 * i) for i, word in enumerate(v["win"][t, g * L:(g + 1) * L].reshape(-1)))}
+            yield {"lanes": lanes, "clear": v["clear"][t], **tree}
 
 
 @functools.lru_cache(maxsize=8)
@@ -163,10 +157,12 @@ def check_conv(ssm: SSMConfig, tokens=24, simulator="verilator", seed=0, idle=0.
     x, w, bias, clear = conv_vectors(ssm, tokens, seed, corners)
     expected = conv_stream(HardwareOps(ssm.fma, ssm.lanes), x, w, bias, clear).reshape(-1)
     expected = _corrupt(expected, corrupt, seed)
+    from specmx.hdl.conv import conv_layout
     rtl, verilog = _conv_rtl(ssm)
+    beats = pack_beats(conv_layout(ssm), _conv_records(ssm, x, w, bias, {"clear": clear}))
     report = _run_stream_unit(rtl, verilog, "conv", x.reshape(-1), expected, ssm.lanes, simulator, seed,
                               idle, backpressure, waves, optimize="-O0",      # short runs: build fast
-                              beat_limbs=_pack_conv_beats(ssm, x, w, bias, clear))
+                              beat_limbs=beats)
     return _judged(report, cycle_model(ssm, tokens, report["starved"], report["held"]))
 
 
@@ -308,28 +304,99 @@ def check_scan_tree(ssm: SSMConfig, parent, simulator="verilator", seed=0, idle=
     y, states = scan_slots_stream(HardwareOps(ssm.fma, ssm.lanes), ssm.family, v, slots)
     expected = _corrupt(y.reshape(-1), corrupt, seed)
     state_beats = np.concatenate([_state_words(ssm, h) for h in states])
-    state_beats = _limbs([sum(int(w) << (32 * l) for l, w in enumerate(row)) for row in state_beats], 32 * ssm.lanes)
-    if corrupt_state:
-        idx = np.random.default_rng(seed + 2).choice(len(state_beats), corrupt_state, replace=False)
-        state_beats[idx, 0] ^= 1
+    state_beats = _corrupt_beats(_limbs([sum(int(w) << (32 * l) for l, w in enumerate(row)) for row in state_beats],
+                                        32 * ssm.lanes), corrupt_state, seed)
     rtl, verilog = _scan_tree_rtl(ssm, slots)
     beats = pack_beats(scan_layout(ssm, slots), _scan_records(ssm, v))
+    report = _run_two_output_unit(rtl, verilog, "scan_tree", beats, _limbs([int(w) for w in expected], 32),
+                                  state_beats, simulator, seed, idle, backpressure, waves)
+    report.update(nodes=len(parent), slots=slots)
+    return _judged_tree(report, cycle_model(ssm, len(parent) + 1, report["starved"], report["held"]))
+
+
+def _run_two_output_unit(rtl, verilog, toplevel, beats, expected_o, expected_s, simulator, seed, idle,
+                         backpressure, waves):
+    """Run `tb_two_outputs` (input beats, expected `o` and `s` beats, all as 64-bit limb rows)."""
     build_root().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=build_root()) as tmp:
         path = Path(tmp) / "vectors.npz"
-        np.savez(path, expected=expected, beat_limbs=beats, expected_s_limbs=state_beats)
-        result = run_cocotb(rtl, "scan_tree", "specmx.sim.tb_two_outputs",
+        np.savez(path, beat_limbs=beats, expected_o_limbs=expected_o, expected_s_limbs=expected_s)
+        result = run_cocotb(rtl, toplevel, "specmx.sim.tb_two_outputs",
                             {"SPECMX_VECTORS": path, "SPECMX_SEED": seed, "SPECMX_IDLE": idle,
                              "SPECMX_BACKPRESSURE": backpressure}, simulator,
                             verilog_text=verilog, waves=waves, optimize="-O0")
     report = {"mismatches": None, "state_mismatches": None, "cycles": None, "starved": 0, "held": 0,
-              "first_mismatches": [], "vectors": int(expected.size), "nodes": len(parent), "slots": slots}
+              "first_mismatches": [], "vectors": len(expected_o)}
     report.update(result.report)
     report.update(passed=result.passed, log_dir=str(result.log_dir),
                   waves=str(result.waves) if result.waves else None)
-    report = _judged(report, cycle_model(ssm, len(parent) + 1, report["starved"], report["held"]))
+    return report
+
+
+def _judged_tree(report, predicted):
+    """`_judged`, and every state beat must match too."""
+    report = _judged(report, predicted)
     report["ok"] = bool(report["ok"] and report["state_mismatches"] == 0)
     return report
+
+
+def _corrupt_beats(limbs, corrupt, seed):
+    """Flip the low bit of `corrupt` random beats (rows of limbs): a negative control."""
+    if corrupt:
+        idx = np.random.default_rng(seed + 2).choice(len(limbs), corrupt, replace=False)
+        limbs[idx, 0] ^= np.uint64(1)
+    return limbs
+
+
+def conv_tree_vectors(ssm: SSMConfig, parent, seed=0):
+    """Inputs of a tree-mode conv run over the tree `parent`: a load token that puts a random
+    starting window (bf16 operands) into slot 0, then one token per node (random inputs with a
+    NaN, an inf, a huge and a subnormal value among them), reading and writing the slots of
+    `specdec.assign_slots`. Returns (x, w, bias, v, slots)."""
+    from specmx.models.specdec import assign_slots
+    src, dst, slots = assign_slots(parent)
+    n = len(src)
+    x, w, bias, _ = conv_vectors(ssm, n + 1, seed, corners=False)
+    rng = np.random.default_rng(seed + 9)
+    if n >= 4:
+        x[2, 0], x[3, -1] = encode(np.array([np.nan]), "fp32")[0], encode(np.array([np.inf]), "fp32")[0]
+        x[1, 0], x[1, -1] = encode(np.array([1e30, 1e-40]), "fp32")
+    win = np.zeros((n + 1, ssm.d_inner, ssm.kernel - 1), dtype=np.int64)
+    win[0] = encode(rng.standard_normal((ssm.d_inner, ssm.kernel - 1)) * 2.0, "bf16")
+    v = {"clear": np.zeros(n + 1, dtype=np.int64), "src": np.array([0] + src), "dst": np.array([0] + dst),
+         "load": np.array([1] + [0] * n), "win": win}
+    return x, w, bias, v, max(slots, 2)
+
+
+@functools.lru_cache(maxsize=4)
+def _conv_tree_rtl(ssm, slots):
+    from specmx.hdl.conv import ConvUnit
+    rtl = ConvUnit(ssm, slots)
+    return rtl, to_verilog(rtl, "conv_tree")
+
+
+def check_conv_tree(ssm: SSMConfig, parent, simulator="verilator", seed=0, idle=0.0, backpressure=0.0,
+                    corrupt=0, corrupt_state=0, waves=None, cycle_model=conv_cycles):
+    """Simulate the conv unit in tree mode over the tree `parent` (`conv_tree_vectors`): every
+    node's outputs and new window against `conv_slots_stream`, the cycles against the cycle
+    model (the load token counts as a token). Negative controls: `corrupt` output words,
+    `corrupt_state` window beats, `cycle_model`. Returns the report with `ok`."""
+    from specmx.hdl.conv import conv_layout
+    from specmx.models.ssm_numerics import conv_slots_stream
+    x, w, bias, v, slots = conv_tree_vectors(ssm, parent, seed)
+    y, windows = conv_slots_stream(HardwareOps(ssm.fma, ssm.lanes), x, w, bias, v, slots)
+    L, K = ssm.lanes, ssm.kernel
+    expected = _corrupt(y.reshape(-1, L), corrupt, seed)
+    out_beats = _limbs([sum(int(word) << (32 * l) for l, word in enumerate(row)) for row in expected], 32 * L)
+    win_rows = windows.reshape(-1, L * (K - 1))
+    state_beats = _corrupt_beats(_limbs([sum(int(word) << (16 * i) for i, word in enumerate(row)) for row in win_rows],
+                                        16 * L * (K - 1)), corrupt_state, seed)
+    rtl, verilog = _conv_tree_rtl(ssm, slots)
+    beats = pack_beats(conv_layout(ssm, slots), _conv_records(ssm, x, w, bias, v))
+    report = _run_two_output_unit(rtl, verilog, "conv_tree", beats, out_beats, state_beats, simulator, seed,
+                                  idle, backpressure, waves)
+    report.update(nodes=len(parent), slots=slots, vectors=int(y.size))
+    return _judged_tree(report, cycle_model(ssm, len(parent) + 1, report["starved"], report["held"]))
 
 
 def rmsnorm_vectors(length, vectors, seed=0, corners=True):
