@@ -345,8 +345,12 @@ def make_draft(target: MambaLM, spec: str, seed=0):
 
 def speculative_generate(target: MambaLM, draft: MambaLM, prompt, n_tokens, tree=(3, 2, 1),
                          backtrack="hybrid", memory_budget=1 << 20, sample=False,
-                         temperature=1.0, seed=0, tile=8):
-    """Generate n_tokens after `prompt` with draft + target. Returns (tokens, SpecStats)."""
+                         temperature=1.0, seed=0, tile=8, verify=None, recompute=None):
+    """Generate n_tokens after `prompt` with draft + target. Returns (tokens, SpecStats).
+    `verify` and `recompute` replace `verify_tree` and the recompute backtracking (same
+    arguments and results): a testbench passes versions that run parts on the RTL."""
+    verify = verify or verify_tree
+    recompute = recompute or _recompute
     widths = TreeShape(tree)
     if backtrack not in BACKTRACK:
         raise ValueError(f"backtrack: unknown {backtrack!r}; allowed: {', '.join(BACKTRACK)}")
@@ -372,8 +376,8 @@ def speculative_generate(target: MambaLM, draft: MambaLM, prompt, n_tokens, tree
         strategy = backtrack if backtrack != "hybrid" else \
             ("store" if n_nodes * nbytes <= memory_budget else "recompute")
         stats.strategy_used[strategy] = stats.strategy_used.get(strategy, 0) + 1
-        v = verify_tree(target, S, t.tokens, t.parent, tile, cache=strategy == "recompute",
-                        store=strategy == "store")
+        v = verify(target, S, t.tokens, t.parent, tile, cache=strategy == "recompute",
+                   store=strategy == "store")
         v.update(verify_cost(target, n_nodes, tile, v["peak_live_states"]))
         stats.rounds += 1
         stats.target_passes += 1
@@ -416,7 +420,7 @@ def speculative_generate(target: MambaLM, draft: MambaLM, prompt, n_tokens, tree
             S = v["states"][node]
             stats.backtrack_bytes += n_nodes * nbytes
         else:
-            S = _recompute(target, S, [v["cache"][i] for i in path])
+            S = recompute(target, S, [v["cache"][i] for i in path])
             per_node = sum(pre.nbytes + act.nbytes + sum(a.nbytes for a in inputs)
                            for pre, act, inputs in v["cache"][0])
             stats.backtrack_bytes += n_nodes * per_node

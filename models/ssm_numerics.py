@@ -208,7 +208,12 @@ class HardwareOps:
         return self.fma_wide(self.operand(self.unit("silu", z)), np.asarray(y, np.float64), 0.0).astype(np.float32)
 
     def gated_rmsnorm(self, y, z, weight, groups, eps):
-        g = self.gate(y, z).astype(np.float64)
+        return self.group_norm(self.gate(y, z), weight, groups, eps)
+
+    def group_norm(self, g, weight, groups, eps):
+        """RMSNorm within each of `groups` equal slices of the last axis (Mamba-2's norm after
+        the gate, which the scan unit applies)."""
+        g = np.asarray(g, np.float64)
         parts = g.reshape(*g.shape[:-1], groups, -1)
         w = np.asarray(weight).reshape(groups, -1)
         return self.norm(parts, w, eps).reshape(g.shape).astype(np.float32)

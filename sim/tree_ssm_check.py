@@ -1,0 +1,83 @@
+"""Host side of the tree-SSM co-simulation (`sim/tb_tree_ssm.py`): speculative decoding of a micro
+Mamba model (either family) with every conv and SSM step on the tree-mode RTL units and the
+linear layers in the hardware numerics model, checked against the golden run."""
+
+import json
+import math
+
+from specmx.models.config import FMAConfig, SSMConfig
+from specmx.sim.runner import run_cocotb, to_verilog
+
+__all__ = ["build_models", "unit_configs", "check_tree_ssm"]
+
+PRESETS = {"mamba1": "micro", "mamba2": "mamba2-micro"}
+
+
+def build_models(case):
+    """The target (random micro model, unit-scale embeddings so its logits have a clear winner,
+    in the hardware numerics) and the draft (`specdec.make_draft` of it, float arithmetic)."""
+    from specmx.models import mamba, mamba2
+    from specmx.models.specdec import make_draft
+    from specmx.models.ssm_numerics import HardwareOps
+    if case["family"] == "mamba2":
+        target = mamba2.Mamba2LM.random(mamba2.get_preset(PRESETS["mamba2"]), seed=case["seed"])
+    else:
+        target = mamba.MambaLM.random(mamba.get_preset(PRESETS["mamba1"]), seed=case["seed"])
+    target.w["backbone.embeddings.weight"] *= 50.0
+    draft = make_draft(target, case["draft"], seed=case["seed"])
+    target.ops = HardwareOps(FMAConfig(), lanes=case["lanes"])
+    return target, draft
+
+
+def unit_configs(cfg, lanes):
+    """(conv unit config, scan unit config) for a model config: the conv's channels are the conv
+    input (Mamba-2: x, B and C); lanes divide them (the largest divisor of the conv's channels
+    up to `lanes`, and `lanes` itself for the scan's d_state)."""
+    mamba2 = hasattr(cfg, "head_dim")
+    conv_dim = cfg.conv_dim if mamba2 else cfg.intermediate_size
+    conv_lanes = max(d for d in range(1, lanes + 1) if conv_dim % d == 0)
+    conv = SSMConfig(d_inner=conv_dim, d_state=cfg.state_size, kernel=cfg.conv_kernel, lanes=conv_lanes)
+    if mamba2:
+        scan = SSMConfig(family="mamba2", d_inner=cfg.intermediate_size, d_state=cfg.state_size,
+                         heads=cfg.num_heads, groups=cfg.n_groups, lanes=math.gcd(lanes, cfg.state_size))
+    else:
+        scan = SSMConfig(d_inner=cfg.intermediate_size, d_state=cfg.state_size, lanes=math.gcd(lanes, cfg.state_size))
+    return conv, scan
+
+
+def check_tree_ssm(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, lanes=1, slots=8, tile=8,
+                   seed=0, draft="noise0.3", prompt=(1, 2, 3), idle=0.0, backpressure=0.0, simulator="verilator",
+                   memory_budget=1 << 20, corrupt_weight=False, wrong_parent=False, waves=None):
+    """Run the co-simulation; returns its report (`tokens`, `token_mismatches`, `logit_mismatches`,
+    `state_mismatches`, `cycle_mismatches`, `unit_runs`, ...) with `ok`."""
+    from specmx.hdl.tree_ssm import TreeSSM
+    from specmx.models import mamba, mamba2
+    cfg = mamba2.get_preset(PRESETS[family]) if family == "mamba2" else mamba.get_preset(PRESETS[family])
+    conv, scan = unit_configs(cfg, lanes)
+    rtl = TreeSSM(conv, scan, slots)
+    case = {"family": family, "tree": list(tree) if not isinstance(tree, str) else tree, "backtrack": backtrack,
+            "tokens": tokens, "lanes": lanes, "slots": slots, "tile": tile, "seed": seed, "draft": draft,
+            "prompt": list(prompt), "memory_budget": memory_budget, "corrupt_weight": corrupt_weight,
+            "wrong_parent": wrong_parent}
+    result = run_cocotb(rtl, "tree_ssm", "specmx.sim.tb_tree_ssm",
+                        {"SPECMX_CASE": json.dumps(case), "SPECMX_IDLE": idle, "SPECMX_BACKPRESSURE": backpressure},
+                        simulator, verilog_text=_verilog(conv, scan, slots), waves=waves)
+    report = {"tokens": 0, "token_mismatches": None, "logit_mismatches": None, "state_mismatches": None,
+              "cycle_mismatches": None}
+    report.update(result.report)
+    report.update(passed=result.passed, log_dir=str(result.log_dir))
+    report["ok"] = bool(result.passed and report["tokens"] == tokens and report["token_mismatches"] == 0
+                        and report["logit_mismatches"] == 0 and report["state_mismatches"] == 0
+                        and report["cycle_mismatches"] == 0 and not report.get("protocol_errors"))
+    return report
+
+
+_CACHE = {}
+
+
+def _verilog(conv, scan, slots):
+    from specmx.hdl.tree_ssm import TreeSSM
+    key = (conv, scan, slots)
+    if key not in _CACHE:
+        _CACHE[key] = to_verilog(TreeSSM(conv, scan, slots), "tree_ssm")
+    return _CACHE[key]
