@@ -243,6 +243,8 @@ async def speculative_generation_matches_golden(dut):
               "unit_runs": len(rtl.runs), "cycle_mismatches": len(rtl.cycle_errors),
               "first_cycle_mismatches": rtl.cycle_errors[:5],
               "cycles": {u: sum(r["cycles"] for r in rtl.runs if r["unit"] == u) for u in ("conv", "scan")},
+              "measured_cycles": sum(r["cycles"] for r in rtl.runs),
+              "predicted_cycles": sum(r["predicted"] for r in rtl.runs),
               "accepted_draft_tokens": stats.accepted_draft_tokens,
               "protocol_errors": sum((m.errors for p in (rtl.conv, rtl.scan) for m in p.monitors), [])[:10]}
     write_report(report)

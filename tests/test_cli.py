@@ -180,6 +180,10 @@ BAD = [
     (["engine", "perf", "--tree", "3,3", "--state-slots", "2"], "tree: needs 4 live states per layer; engine.state_slots holds 2"),
     (["engine", "perf", "--tree", "1,1", "--accepted", "9"], "path: accepted nodes on the path must be 1..3"),
     (["engine", "perf", "--spec", _write("en.yaml", "engine: {mem_words: 0}\n")], "engine.mem_words: must be >= 1, got 0"),
+    (["engine", "check", "--tokens", "0"], "tokens: must be 1..256, got 0"),
+    (["engine", "check", "--model", "tiny"], "model: the co-simulation runs the random micro model"),
+    (["engine", "check", "--tree", "3,3", "--slots", "2"], "tree: needs 4 live states per layer; --slots is 2"),
+    (["engine", "check", "--idle", "1.5"], "idle: must be a probability in 0..1"),
     (["engine", "perf", "--spec", _write("ea.yaml", "engine: {fma: {acc_fmt: bf16}}\n")], "engine.fma.acc_fmt: the engine keeps fp32 states"),
 ]
 

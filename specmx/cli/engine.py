@@ -1,5 +1,6 @@
-"""`specmx engine perf`: the Mamba engine's cycle model for one speculative verification step
-and for plain decode, for any model size, in milliseconds."""
+"""`specmx engine perf|check`: the Mamba engine's cycle model for one speculative verification
+step and for plain decode, for any model size, in milliseconds; and speculative generation with
+the SSM in series on the RTL (tree-mode conv and scan units) against the golden run."""
 
 import json
 from pathlib import Path
@@ -114,3 +115,62 @@ def register(nouns, formatter):
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--out", default="out", metavar="DIR", help="folder for the JSON result")
     p.set_defaults(func=cmd_perf)
+    register_check(verbs, formatter)
+
+
+def cmd_check(args):
+    """Speculative generation with the SSM in series on the RTL (tree-mode conv and scan units)
+    and the linear layers on the host, against the golden run."""
+    from specmx.cli.common import check_simulator
+    from specmx.models.specdec import TreeShape
+    from specmx.sim.tree_ssm_check import check_tree_ssm
+    check_simulator(args.sim)
+    try:
+        tree = TreeShape(args.tree)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for name, value in (("idle", args.idle), ("backpressure", args.backpressure)):
+        if not 0 <= value < 1:
+            raise UsageError(f"{name}: must be a probability in 0..1 (exclusive of 1), got {value}")
+    for name, value, high in (("tokens", args.tokens, 256), ("lanes", args.lanes, 8), ("slots", args.slots, 64),
+                              ("tile", args.tile, 64)):
+        if not 1 <= value <= high:
+            raise UsageError(f"{name}: must be 1..{high}, got {value}")
+    from specmx.models.perf.engine import tree_parents
+    from specmx.models.specdec import live_states
+    if not isinstance(tree, dict) and live_states(tree_parents(tree)) > args.slots:
+        raise UsageError(f"tree: needs {live_states(tree_parents(tree))} live states per layer; --slots is {args.slots}")
+    if isinstance(tree, dict) and tree["budget"] + 1 > args.slots:
+        raise UsageError(f"tree: a budget of {tree['budget']} nodes can need {tree['budget'] + 1} slots; --slots is {args.slots}")
+    if args.model != "micro":
+        raise UsageError(f"model: the co-simulation runs the random micro model of each family; allowed: micro, "
+                         f"got {args.model!r}")
+    report = check_tree_ssm(args.family, tree=f"budget={tree['budget']}" if isinstance(tree, dict) else tree,
+                            backtrack=args.backtrack, tokens=args.tokens, lanes=args.lanes, slots=args.slots,
+                            tile=args.tile, seed=args.seed, idle=args.idle, backpressure=args.backpressure,
+                            simulator=args.sim)
+    if report.get("measured_cycles") is None:
+        raise RuntimeError(f"sim: the co-simulation did not complete; log in {report['log_dir']}")
+    mismatches = report["token_mismatches"] + report["logit_mismatches"] + report["state_mismatches"]
+    print(f"{report['tokens']} tokens, {mismatches} mismatches, measured {report['measured_cycles']} cycles, "
+          f"predicted {report['predicted_cycles']} ({report['verifications']} verifications, {report['nodes']} nodes, "
+          f"{report['unit_runs']} conv/scan runs on the RTL; linear layers on the host)")
+    return 0 if report["ok"] else 1
+
+
+def register_check(verbs, formatter):
+    from specmx.cli.common import add_sim_options
+    p = verbs.add_parser("check", help="speculative generation with the SSM units on the RTL against the golden",
+                         formatter_class=formatter)
+    p.add_argument("--model", default="micro", help="micro (random weights, unit-scale embeddings)")
+    p.add_argument("--family", choices=("mamba1", "mamba2"), default="mamba1")
+    p.add_argument("--tree", default="3,2,1", metavar="W1,W2,...|budget=N")
+    p.add_argument("--backtrack", choices=BACKTRACK, default="store")
+    p.add_argument("--tokens", type=int, default=8, metavar="N")
+    p.add_argument("--lanes", type=int, default=1, metavar="N", help="conv/scan lanes")
+    p.add_argument("--slots", type=int, default=8, metavar="N", help="state slots per unit")
+    p.add_argument("--tile", type=int, default=8, metavar="N")
+    p.add_argument("--idle", type=float, default=0.1, metavar="P")
+    p.add_argument("--backpressure", type=float, default=0.1, metavar="P")
+    add_sim_options(p)
+    p.set_defaults(func=cmd_check)
