@@ -35,12 +35,18 @@ def function_vectors(random=4000, seed=0, exhaustive_bf16=True):
     return np.concatenate(parts)
 
 
-@functools.lru_cache(maxsize=8)
-def _function_rtl(name, lanes):
-    from specmx.hdl.function_unit import FunctionUnit   # keep Amaranth out of model-only imports
-    rtl = FunctionUnit(name, lanes)
-    return rtl, to_verilog(rtl, "fu")
-
+@functools.lru_cache(maxsize=16)
+def _rtl(toplevel, *args):
+    """The component of a unit (`toplevel` names it: fu, conv, scan, rmsnorm, conv_tree,
+    scan_tree) built from `args`, and its Verilog, converted once per design."""
+    from specmx.hdl.conv import ConvUnit            # keep Amaranth out of model-only imports
+    from specmx.hdl.function_unit import FunctionUnit
+    from specmx.hdl.rmsnorm import RMSNormUnit
+    from specmx.hdl.scan import ScanUnit
+    make = {"fu": FunctionUnit, "conv": ConvUnit, "conv_tree": ConvUnit, "scan": ScanUnit, "scan_tree": ScanUnit,
+            "rmsnorm": RMSNormUnit}[toplevel]
+    rtl = make(*args)
+    return rtl, to_verilog(rtl, toplevel)
 
 
 def _corrupt(expected, corrupt, seed):
@@ -102,7 +108,7 @@ def check_function(name, inputs=None, lanes=1, simulator="verilator", seed=0, id
         words = np.concatenate([inputs, np.zeros(-len(inputs) % lanes, dtype=np.int64)])
         expected = fu.evaluate(name, words)
     expected = _corrupt(expected, corrupt, seed)
-    rtl, verilog = _function_rtl(names or name, lanes)
+    rtl, verilog = _rtl("fu", names or name, lanes)
     report = _run_stream_unit(rtl, verilog, "fu", words, expected, lanes, simulator, seed,
                               idle, backpressure, waves)
     return _judged(report, cycle_model(names or name, len(words), report["starved"], report["held"], lanes))
@@ -141,13 +147,6 @@ def _conv_records(ssm, x, w, bias, v):
             yield {"lanes": lanes, "clear": v["clear"][t], **tree}
 
 
-@functools.lru_cache(maxsize=8)
-def _conv_rtl(ssm):
-    from specmx.hdl.conv import ConvUnit
-    rtl = ConvUnit(ssm)
-    return rtl, to_verilog(rtl, "conv")
-
-
 def check_conv(ssm: SSMConfig, tokens=24, simulator="verilator", seed=0, idle=0.0, backpressure=0.0,
                corrupt=0, corners=True, waves=None, cycle_model=conv_cycles):
     """Simulate the conv unit of `ssm` on `tokens` tokens (`conv_vectors`) and compare every
@@ -158,7 +157,7 @@ def check_conv(ssm: SSMConfig, tokens=24, simulator="verilator", seed=0, idle=0.
     expected = conv_stream(HardwareOps(ssm.fma, ssm.lanes), x, w, bias, clear).reshape(-1)
     expected = _corrupt(expected, corrupt, seed)
     from specmx.hdl.conv import conv_layout
-    rtl, verilog = _conv_rtl(ssm)
+    rtl, verilog = _rtl("conv", ssm)
     beats = pack_beats(conv_layout(ssm), _conv_records(ssm, x, w, bias, {"clear": clear}))
     report = _run_stream_unit(rtl, verilog, "conv", x.reshape(-1), expected, ssm.lanes, simulator, seed,
                               idle, backpressure, waves, optimize="-O0",      # short runs: build fast
@@ -261,13 +260,6 @@ def _scan_records(ssm, v):
                        "D": v["D"][head], **({} if mamba1 else {"A": v["A"][head]}), "clear": v["clear"][t], **tree}
 
 
-@functools.lru_cache(maxsize=8)
-def _scan_rtl(ssm):
-    from specmx.hdl.scan import ScanUnit
-    rtl = ScanUnit(ssm)
-    return rtl, to_verilog(rtl, "scan")
-
-
 def check_scan(ssm: SSMConfig, tokens=16, simulator="verilator", seed=0, idle=0.0, backpressure=0.0,
                corrupt=0, corners=True, waves=None, cycle_model=scan_cycles):
     """Simulate the scan unit of `ssm` on `tokens` tokens (`scan_vectors`) and compare every
@@ -278,18 +270,11 @@ def check_scan(ssm: SSMConfig, tokens=16, simulator="verilator", seed=0, idle=0.
     v = scan_vectors(ssm, tokens, seed, corners)
     expected = scan_stream(HardwareOps(ssm.fma, ssm.lanes), ssm.family, v).reshape(-1)
     expected = _corrupt(expected, corrupt, seed)
-    rtl, verilog = _scan_rtl(ssm)
+    rtl, verilog = _rtl("scan", ssm)
     beats = pack_beats(scan_layout(ssm), _scan_records(ssm, v))
     report = _run_stream_unit(rtl, verilog, "scan", np.arange(expected.size), expected, 1, simulator,
                               seed, idle, backpressure, waves, optimize="-O0", beat_limbs=beats)
     return _judged(report, cycle_model(ssm, tokens, report["starved"], report["held"]))
-
-
-@functools.lru_cache(maxsize=4)
-def _scan_tree_rtl(ssm, slots):
-    from specmx.hdl.scan import ScanUnit
-    rtl = ScanUnit(ssm, slots)
-    return rtl, to_verilog(rtl, "scan_tree")
 
 
 def check_scan_tree(ssm: SSMConfig, parent, simulator="verilator", seed=0, idle=0.0, backpressure=0.0,
@@ -306,7 +291,7 @@ def check_scan_tree(ssm: SSMConfig, parent, simulator="verilator", seed=0, idle=
     state_beats = np.concatenate([_state_words(ssm, h) for h in states])
     state_beats = _corrupt_beats(_limbs([sum(int(w) << (32 * l) for l, w in enumerate(row)) for row in state_beats],
                                         32 * ssm.lanes), corrupt_state, seed)
-    rtl, verilog = _scan_tree_rtl(ssm, slots)
+    rtl, verilog = _rtl("scan_tree", ssm, slots)
     beats = pack_beats(scan_layout(ssm, slots), _scan_records(ssm, v))
     report = _run_two_output_unit(rtl, verilog, "scan_tree", beats, _limbs([int(w) for w in expected], 32),
                                   state_beats, simulator, seed, idle, backpressure, waves)
@@ -368,13 +353,6 @@ def conv_tree_vectors(ssm: SSMConfig, parent, seed=0):
     return x, w, bias, v, max(slots, 2)
 
 
-@functools.lru_cache(maxsize=4)
-def _conv_tree_rtl(ssm, slots):
-    from specmx.hdl.conv import ConvUnit
-    rtl = ConvUnit(ssm, slots)
-    return rtl, to_verilog(rtl, "conv_tree")
-
-
 def check_conv_tree(ssm: SSMConfig, parent, simulator="verilator", seed=0, idle=0.0, backpressure=0.0,
                     corrupt=0, corrupt_state=0, waves=None, cycle_model=conv_cycles):
     """Simulate the conv unit in tree mode over the tree `parent` (`conv_tree_vectors`): every
@@ -391,7 +369,7 @@ def check_conv_tree(ssm: SSMConfig, parent, simulator="verilator", seed=0, idle=
     win_rows = windows.reshape(-1, L * (K - 1))
     state_beats = _corrupt_beats(_limbs([sum(int(word) << (16 * i) for i, word in enumerate(row)) for row in win_rows],
                                         16 * L * (K - 1)), corrupt_state, seed)
-    rtl, verilog = _conv_tree_rtl(ssm, slots)
+    rtl, verilog = _rtl("conv_tree", ssm, slots)
     beats = pack_beats(conv_layout(ssm, slots), _conv_records(ssm, x, w, bias, v))
     report = _run_two_output_unit(rtl, verilog, "conv_tree", beats, out_beats, state_beats, simulator, seed,
                                   idle, backpressure, waves)
@@ -416,13 +394,6 @@ def rmsnorm_vectors(length, vectors, seed=0, corners=True):
     return encode(x, "fp32"), encode(w, "bf16")
 
 
-@functools.lru_cache(maxsize=8)
-def _rmsnorm_rtl(fma, length, eps):
-    from specmx.hdl.rmsnorm import RMSNormUnit
-    rtl = RMSNormUnit(fma, length, eps)
-    return rtl, to_verilog(rtl, "rmsnorm")
-
-
 def check_rmsnorm(fma, length, vectors=8, eps=1e-5, simulator="verilator", seed=0, idle=0.0,
                   backpressure=0.0, corrupt=0, corners=True, waves=None, cycle_model=rmsnorm_cycles):
     """Simulate the RMSNorm unit on `vectors` vectors of `length` words (`rmsnorm_vectors`) and
@@ -432,7 +403,7 @@ def check_rmsnorm(fma, length, vectors=8, eps=1e-5, simulator="verilator", seed=
     from specmx.hdl.rmsnorm import rmsnorm_layout
     x, w = rmsnorm_vectors(length, vectors, seed, corners)
     expected = _corrupt(rmsnorm_stream(HardwareOps(fma), x, w, eps).reshape(-1), corrupt, seed)
-    rtl, verilog = _rmsnorm_rtl(fma, length, eps)
+    rtl, verilog = _rtl("rmsnorm", fma, length, eps)
     beats = pack_beats(rmsnorm_layout(), ({"x": a, "w": b} for a, b in zip(x.reshape(-1), w.reshape(-1))))
     report = _run_stream_unit(rtl, verilog, "rmsnorm", x.reshape(-1), expected, 1, simulator, seed,
                               idle, backpressure, waves, optimize="-O0", beat_limbs=beats)

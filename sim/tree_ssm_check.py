@@ -2,6 +2,7 @@
 Mamba model (either family) with every conv and SSM step on the tree-mode RTL units and the
 linear layers in the hardware numerics model, checked against the golden run."""
 
+import functools
 import json
 import math
 
@@ -50,18 +51,17 @@ def check_tree_ssm(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8,
                    memory_budget=1 << 20, corrupt_weight=False, wrong_parent=False, waves=None):
     """Run the co-simulation; returns its report (`tokens`, `token_mismatches`, `logit_mismatches`,
     `state_mismatches`, `cycle_mismatches`, `unit_runs`, ...) with `ok`."""
-    from specmx.hdl.tree_ssm import TreeSSM
     from specmx.models import mamba, mamba2
     cfg = mamba2.get_preset(PRESETS[family]) if family == "mamba2" else mamba.get_preset(PRESETS[family])
     conv, scan = unit_configs(cfg, lanes)
-    rtl = TreeSSM(conv, scan, slots)
+    rtl, verilog = _rtl(conv, scan, slots)
     case = {"family": family, "tree": list(tree) if not isinstance(tree, str) else tree, "backtrack": backtrack,
             "tokens": tokens, "lanes": lanes, "slots": slots, "tile": tile, "seed": seed, "draft": draft,
             "prompt": list(prompt), "memory_budget": memory_budget, "corrupt_weight": corrupt_weight,
             "wrong_parent": wrong_parent}
     result = run_cocotb(rtl, "tree_ssm", "specmx.sim.tb_tree_ssm",
                         {"SPECMX_CASE": json.dumps(case), "SPECMX_IDLE": idle, "SPECMX_BACKPRESSURE": backpressure},
-                        simulator, verilog_text=_verilog(conv, scan, slots), waves=waves)
+                        simulator, verilog_text=verilog, waves=waves)
     report = {"tokens": 0, "token_mismatches": None, "logit_mismatches": None, "state_mismatches": None,
               "cycle_mismatches": None}
     report.update(result.report)
@@ -72,12 +72,9 @@ def check_tree_ssm(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8,
     return report
 
 
-_CACHE = {}
-
-
-def _verilog(conv, scan, slots):
+@functools.lru_cache(maxsize=4)
+def _rtl(conv, scan, slots):
+    """The component and its Verilog (converted once per design)."""
     from specmx.hdl.tree_ssm import TreeSSM
-    key = (conv, scan, slots)
-    if key not in _CACHE:
-        _CACHE[key] = to_verilog(TreeSSM(conv, scan, slots), "tree_ssm")
-    return _CACHE[key]
+    rtl = TreeSSM(conv, scan, slots)
+    return rtl, to_verilog(rtl, "tree_ssm")
