@@ -25,7 +25,12 @@ UNITS = {
 }
 
 
-@pytest.mark.parametrize("unit", list(UNITS))
+# `make test` runs the Mamba-2 scan unit (FMAs, the exp and silu datapaths, the state memory);
+# `make regress` every unit.
+QUICK = ("scan-mamba2",)
+
+
+@pytest.mark.parametrize("unit", [u if u in QUICK else pytest.param(u, marks=pytest.mark.regress) for u in UNITS])
 def test_unit_on_icarus(unit):
     report = UNITS[unit](simulator="icarus", idle=0.2, backpressure=0.2, seed=11)
     assert report["mismatches"] == 0 and report["vectors"] > 0, report["first_mismatches"]
