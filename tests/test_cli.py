@@ -256,3 +256,13 @@ def test_spec_show_prints_every_field_and_round_trips(tmp_path):
     again = tmp_path / "again.yaml"
     again.write_text(proc.stdout)
     assert yaml.safe_load(run("spec", "show", str(again)).stdout) == shown
+
+
+def test_engine_check_prints_summary_line():
+    # the co-simulation of tests/test_tree_ssm.py (Mamba-1 micro, 1 lane, 8 slots): the build is shared
+    proc = run("engine", "check", "--family", "mamba1", "--tree", "3,2,1", "--tokens", "2", "--sim", "verilator")
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("2 tokens, 0 mismatches, measured ") and "predicted" in line, line
+    measured, predicted = line.split("measured ")[1].split(" cycles, predicted ")
+    assert int(measured) == int(predicted.split()[0]) > 0, line
