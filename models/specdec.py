@@ -95,18 +95,9 @@ def live_states(parent):
     """The most per-layer states held at once when the nodes run in order, each from its
     parent's state: node i's new state takes a slot (its parent's slot when i is the parent's
     last child: a chain overwrites in place) and keeps it until its last child has run; a leaf
-    frees it at once. The state buffer of the hardware engine needs this many slots."""
-    parent = check_parents(parent)
-    last_child = {p: i for i, p in enumerate(parent) if p >= 0}
-    live, peak = set(), 0
-    for i, p in enumerate(parent):
-        live.add(i)
-        if p >= 0 and last_child[p] == i:
-            live.discard(p)
-        peak = max(peak, len(live))
-        if i not in last_child:
-            live.discard(i)
-    return peak
+    frees it at once. The state buffer of the hardware engine needs this many slots (the slots
+    `assign_slots` uses)."""
+    return assign_slots(parent)[2]
 
 
 def assign_slots(parent):

@@ -208,14 +208,11 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
             p.mem(f"load_conv[{l}]", "rd", dims.conv_dim * (dims.kernel - 1), [f"conv[{l - 1},{nt - 1}]"])
         conv_deps = [f"in_proj[{j}]", f"load_conv[{l}]" if t == 0 else None]
         p.add(f"conv[{j}]", "conv", T * conv_beats + conv_latency(ssm), conv_deps)
+        dt = f"in_proj[{j}]"                                    # Mamba-2's dt comes from in_proj
         if dims.family == "mamba1":
             p.linear(f"x_proj[{j}]", T, di, dims.dt_rank + 2 * N, [f"conv[{j}]"])
-            p.linear(f"dt_proj[{j}]", T, dims.dt_rank, di, [f"x_proj[{j}]"], epilogue=EPILOGUE)
-            p.add(f"softplus[{j}]", "fu", function_unit_cycles("softplus", T * dt_words, lanes=engine.lanes).busy,
-                  [f"dt_proj[{j}]"])
-        else:
-            p.add(f"softplus[{j}]", "fu", function_unit_cycles("softplus", T * dt_words, lanes=engine.lanes).busy,
-                  [f"in_proj[{j}]"])
+            dt = p.linear(f"dt_proj[{j}]", T, dims.dt_rank, di, [f"x_proj[{j}]"], epilogue=EPILOGUE)
+        p.add(f"softplus[{j}]", "fu", function_unit_cycles("softplus", T * dt_words, lanes=engine.lanes).busy, [dt])
 
     def post(job):
         l, t = divmod(job, nt)
