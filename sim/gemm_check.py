@@ -10,7 +10,7 @@ from specmx.models.config import FMAConfig, GemmConfig
 from specmx.models.formats import encode
 from specmx.models.gemm import gemm
 from specmx.models.gemm_streams import result_beats, stream_beats
-from specmx.models.perf.gemm import gemm_cycles
+from specmx.models.perf.gemm import gemm_cycles, memory_stall_cycles
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
 
 __all__ = ["check_gemm", "gemm_operands"]
@@ -49,7 +49,7 @@ def _stream_vectors(engine, A, B, C0, expected):
 
 
 def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpressure=0.0, idle=0.0,
-               corrupt=0, waves=None, cycle_model=gemm_cycles):
+               corrupt=0, waves=None, cycle_model=gemm_cycles, memory=None, stall_model=memory_stall_cycles):
     """Simulate one GEMM of `shape` (M, N, K) on the RTL engine of `engine`; compare every
     result bit for bit with the golden GEMM and the measured cycles with the cycle model.
 
@@ -58,6 +58,9 @@ def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpre
     cycle model defines (phased: source gaps and held results; streaming: stall cycles).
     `corrupt` > 0 flips a bit in that many expected results, and `cycle_model` replaces the
     cycle model (negative controls: both must make the check fail).
+    `memory` = (latency, words per cycle), streaming only: B (the weights) comes from the
+    external memory model, and the cycles from the command to the last result must equal the
+    unstalled schedule plus `stall_model`'s memory stalls (no random gaps or back-pressure).
     Returns the testbench report plus `predicted_cycles`, `cycles_match`, `ok` (bits and
     cycles both right), `passed` (the simulation's own verdict), `log_dir` and `waves`.
     """
@@ -66,6 +69,8 @@ def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpre
         if v > cap:
             raise ValueError(f"shape: {label}={v} exceeds the engine's max_{label.lower()}={cap}")
     streaming = engine.schedule == "streaming"
+    if memory is not None and (not streaming or idle or backpressure):
+        raise ValueError("memory: the weight-memory model runs on a streaming engine without idle or backpressure")
     A, B, C0 = gemm_operands(engine.fma, M, N, K, seed)
     expected = gemm(engine, A, B, C0)
     if corrupt:
@@ -83,12 +88,17 @@ def check_gemm(engine: GemmConfig, shape, simulator="verilator", seed=0, backpre
                             {"SPECMX_VECTORS": path, "SPECMX_SEED": seed, "SPECMX_IDLE": idle,
                              "SPECMX_BACKPRESSURE": backpressure,
                              "SPECMX_WORD_BITS": f"{engine.fma.in_f.width},{engine.fma.acc_f.width}",
-                             "SPECMX_CMD_WIDTHS": ",".join(map(str, widths))}, simulator,
+                             "SPECMX_CMD_WIDTHS": ",".join(map(str, widths)),
+                             "SPECMX_MEMORY": ",".join(map(str, memory)) if memory else ""}, simulator,
                             verilog_text=verilog, waves=waves)
     report = {"mismatches": None, "cycles": None, "backpressure_cycles": 0, "stall_cycles": 0,
               "first_mismatches": [], "source_gaps": {"a": 0, "b": 0, "c0": 0}}
     report.update(result.report)
-    if streaming:
+    if memory is not None:
+        report["memory_stalls"] = stall_model(engine, M, N, K, *memory)
+        report["predicted_cycles"] = cycle_model(engine, M, N, K).total_cycles + report["memory_stalls"]
+        report["cycles"] = report["cycles_from_cmd"]
+    elif streaming:
         pred = cycle_model(engine, M, N, K, stalls=report["stall_cycles"])
         report["predicted_cycles"] = pred.total_cycles
     else:

@@ -7,7 +7,10 @@ back-pressure ($SPECMX_BACKPRESSURE); monitors check the valid/ready protocol an
 compares every valid result lane bit for bit. Cycles run from the first operand beat accepted to
 the last result accepted; `stall_cycles` counts the cycles in between in which the engine asked
 for a beat that no source offered (ready high, valid low) or offered a result the sink refused,
-which is what the cycle model adds. Writes a JSON report to $SPECMX_REPORT.
+which is what the cycle model adds. With $SPECMX_MEMORY ("latency,words per cycle") the b beats
+(the weights) come from the external memory model instead (`MemorySource`, requested when the
+command is taken) and `cycles_from_cmd` counts from the command to the last result, memory
+stalls included. Writes a JSON report to $SPECMX_REPORT.
 """
 
 import os
@@ -16,7 +19,8 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from specmx.sim.streams import TB, Scoreboard, StreamMonitor, StreamSink, StreamSource, pack_lanes, write_report
+from specmx.sim.streams import (TB, MemorySource, Scoreboard, StreamMonitor, StreamSink, StreamSource, pack_lanes,
+                                write_report)
 
 
 async def count_stalls(tb, inputs, output, stalled):
@@ -44,9 +48,15 @@ async def stream_gemm_matches_golden(dut):
     await tb.start()
     stalled = []
     cocotb.start_soon(count_stalls(tb, [streams[n] for n in ("a_in", "b_in", "c_in")], streams["r_out"], stalled))
-    StreamSource(tb, streams["cmd"], [M | (N << widths[0]) | (K << (widths[0] + widths[1]))])
-    sources = {"a": StreamSource(tb, streams["a_in"], pack_lanes(v["a"], in_bits), idle),
-               "b": StreamSource(tb, streams["b_in"], pack_lanes(v["b"], in_bits), idle),
+    cmd = StreamSource(tb, streams["cmd"], [M | (N << widths[0]) | (K << (widths[0] + widths[1]))])
+    memory = os.environ.get("SPECMX_MEMORY")
+    if memory:
+        latency, rate = (int(x) for x in memory.split(","))
+        b = MemorySource(tb, streams["b_in"], pack_lanes(v["b"], in_bits), lambda: cmd.accepted[0] if cmd.accepted
+                         else None, latency, rate, v["b"].shape[1])
+    else:
+        b = StreamSource(tb, streams["b_in"], pack_lanes(v["b"], in_bits), idle)
+    sources = {"a": StreamSource(tb, streams["a_in"], pack_lanes(v["a"], in_bits), idle), "b": b,
                "c0": StreamSource(tb, streams["c_in"], pack_lanes(v["c0"], acc_bits), idle)}
     expected, lanes_valid = v["expected"], v["lanes_valid"].astype(bool)
     beats = expected.shape[0]
@@ -66,6 +76,7 @@ async def stream_gemm_matches_golden(dut):
     first = min((src.accepted[0] for src in sources.values() if src.accepted), default=None)
     last = sink.accepted[-1] if sink.accepted else None
     report["cycles"] = last - first + 1 if first is not None and last is not None else None
+    report["cycles_from_cmd"] = last - cmd.accepted[0] if last is not None and cmd.accepted else None
     report["stall_cycles"] = sum(1 for c in stalled if first is not None and last is not None and first <= c <= last)
     report["protocol_errors"] = [e for mon in monitors for e in mon.errors][:10]
     if len(sink.words) != beats:

@@ -8,7 +8,7 @@ from bitcheck import assert_bits_equal
 from specmx.models.config import GemmConfig
 from specmx.models.fma import FMAConfig, fma, normalize, to_internal
 from specmx.models.gemm import gemm, gemm_reference_error
-from specmx.models.perf.gemm import gemm_cycles
+from specmx.models.perf.gemm import gemm_cycles, memory_stall_cycles
 from specmx.sim.gemm_check import check_gemm, gemm_operands
 
 APPROX = FMAConfig("bf16", "fp32", window=4, step=4, policy="internal")
@@ -181,6 +181,46 @@ STREAM_QUICK = [STREAM_CASES[i] for i in (0, 1, 4, 5)]
 @pytest.mark.parametrize("case", STREAM_QUICK, ids=_case_id)
 def test_rtl_stream_gemm_bit_and_cycle_exact(case):
     _check_stream(_stream_engine(case), STREAM_SHAPES)
+
+
+# (latency, words per cycle) of the weight memory: one that keeps up, a slow start, bandwidth below
+# one beat per cycle, both, and a single word per cycle
+MEMORIES = [(0, 8), (17, 2), (3, 4), (5, 1)]
+
+
+def _check_memory(engine, shapes, memories):
+    stalled = 0
+    for i, shape in enumerate(shapes):
+        for memory in memories:
+            report = check_gemm(engine, shape, seed=i, memory=memory)
+            assert report["mismatches"] == 0 and report["passed"], (shape, memory, report["first_mismatches"])
+            assert report["cycles"] == report["predicted_cycles"], (shape, memory, report)
+            stalled += report["memory_stalls"] > 0
+    assert stalled >= len(shapes)          # the latency/bandwidth cases really stall
+
+
+@pytest.mark.parametrize("case", [STREAM_QUICK[0], STREAM_QUICK[2]], ids=_case_id)
+def test_rtl_stream_gemm_weight_memory_stalls_equal_model(case):
+    """Weights from the external memory model (latency, words per cycle): the cycles from the
+    command to the last result equal the schedule plus `memory_stall_cycles`, bit-exact results."""
+    _check_memory(_stream_engine(case), [(9, 10, 13)], MEMORIES)
+
+
+def test_weight_memory_stall_model_negative_control():
+    """A stall model that forgets the latency is caught."""
+    engine = _stream_engine(STREAM_QUICK[0])
+
+    def no_latency(engine, M, N, K, latency, words):
+        return memory_stall_cycles(engine, M, N, K, 0, words)
+
+    report = check_gemm(engine, (5, 7, 6), memory=(17, 2), stall_model=no_latency)
+    assert report["mismatches"] == 0 and not report["ok"] and report["cycles"] != report["predicted_cycles"]
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("case", STREAM_CASES, ids=_case_id)
+def test_rtl_stream_gemm_weight_memory_regress(case):
+    _check_memory(_stream_engine(case), STREAM_SHAPES + [(17, 5, 9)], MEMORIES + [(40, 3)])
 
 
 @pytest.mark.regress

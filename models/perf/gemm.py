@@ -24,9 +24,11 @@ M*N*K MACs at R*C per cycle); utilization = compute_cycles / total_cycles.
 from dataclasses import asdict, dataclass
 from math import ceil
 
+import numpy as np
+
 from specmx.models.config import DATAFLOWS, GemmConfig, PerfConfig
 
-__all__ = ["GemmCycles", "gemm_cycles", "scalesim_compute_cycles", "DATAFLOWS", "SCALESIM_DATAFLOWS"]
+__all__ = ["GemmCycles", "gemm_cycles", "weight_beat_cycles", "memory_stall_cycles", "scalesim_compute_cycles", "DATAFLOWS", "SCALESIM_DATAFLOWS"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,50 @@ def gemm_cycles(engine: GemmConfig, M, N, K, perf: PerfConfig = PerfConfig(), in
         drain_bw = ceil(M * N * acc_bytes / bandwidth) + 1
         stall = max(0, load_bw - load) + max(0, drain_bw - drain)
     return _result(engine, M, N, K, perf, load, array, drain, stall)
+
+
+def weight_beat_cycles(engine: GemmConfig, M, N, K):
+    """When the streaming engine takes each B beat (C weight words) in its unstalled schedule:
+    cycles counted from the engine's first input cycle (0 = the cycle after the command).
+    Output stationary: tile t's steps start at RS + t*P and take B beat k at step k*s.
+    Weight stationary: fold 0's R beats at 0..R-1, fold f+1's R beats at T_f + 1 .. T_f + R
+    (T_f: fold f's start; T_0 = R, folds P apart within a k pass, a pass at least L + 1 after
+    the previous). Returns an int64 array, one entry per B beat in stream order."""
+    if engine.schedule != "streaming":
+        raise ValueError("engine.schedule: weight beats are timed for the streaming schedule only")
+    R, C, s = engine.rows, engine.cols, engine.pe_stages
+    NT = ceil(N / C)
+    if engine.dataflow == "os":
+        RS, D = R * s, s + R + C - 3
+        period = max(K * s, RS + D + 1)
+        starts = RS + np.arange(ceil(M / RS) * NT, dtype=np.int64) * period
+        return (starts[:, None] + np.arange(K, dtype=np.int64)[None, :] * s).ravel()
+    MB, L, KT = 2 * R, R * s + C, ceil(K / R)
+    fold_starts, start = [], R
+    for m0 in range(0, M, MB):
+        period = max(min(MB, M - m0), R, 2)
+        for _ in range(KT):
+            fold_starts.append(start + np.arange(NT, dtype=np.int64) * period)
+            start += max(NT * period, L + 1)
+    first = np.concatenate([[0], np.concatenate(fold_starts)[:-1] + 1])      # each fold's first beat
+    return (first[:, None] + np.arange(R, dtype=np.int64)[None, :]).ravel()
+
+
+def memory_stall_cycles(engine: GemmConfig, M, N, K, latency, words_per_cycle):
+    """Cycles the streaming engine stalls when its B beats (the weights) come from an external
+    memory: requested with the command, the first word `latency` cycles later, then
+    `words_per_cycle` words per cycle, delivered in order and buffered until taken
+    (`sim.streams.MemorySource`), while A, C0 and the results move without stalls.
+    Beat i is there from cycle a_i = latency + ceil((i+1)*C / words_per_cycle) (cycle 0 = the
+    command) and needed at g_i + 1 (`weight_beat_cycles`); the engine freezes until it comes,
+    so the stalls before beat i are D_i = max(D_{i-1}, a_i - g_i - 1), and the run is
+    D_last = max(0, max_i(a_i - g_i - 1)) cycles longer."""
+    if latency < 0 or words_per_cycle < 1:
+        raise ValueError(f"memory: latency >= 0 and words per cycle >= 1, got {latency}, {words_per_cycle}")
+    need = weight_beat_cycles(engine, M, N, K)
+    beats = np.arange(1, need.size + 1, dtype=np.int64)
+    arrive = latency + (beats * engine.cols + words_per_cycle - 1) // words_per_cycle
+    return int(max(0, np.max(arrive - need - 1)))
 
 
 def _result(engine, M, N, K, perf, load, array, drain, stall):
