@@ -202,3 +202,25 @@ def test_ws_streaming_closed_form():
 def test_streaming_schedule_names():
     with pytest.raises(ValueError, match="schedule: unknown value"):
         GemmConfig(schedule="overlapped")
+
+
+def test_memory_stalls_endpoint_form_equals_beat_by_beat_recurrence():
+    """`memory_stall_cycles` evaluates each run of weight beats at its ends; the recurrence
+    D_i = max(D_{i-1}, a_i - g_i - 1) over every beat gives the same on random engines, shapes
+    and memories (the RTL check of the recurrence is in test_gemm.py)."""
+    import numpy as np
+
+    from specmx.models.perf.gemm import memory_stall_cycles, weight_beat_cycles
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        R, C, s = (int(v) for v in rng.integers(1, 6, 3))
+        M, N, K = (int(v) for v in rng.integers(1, 40, 3))
+        engine = GemmConfig(FMAConfig("bf16", "fp32"), R, C, str(rng.choice(["os", "ws"])), s, 64, 64, 64, "streaming")
+        latency, words = int(rng.integers(0, 50)), int(rng.integers(1, 10))
+        need = weight_beat_cycles(engine, M, N, K)
+        arrive = latency + (np.arange(1, need.size + 1) * C + words - 1) // words
+        stalls = 0
+        for a, g in zip(arrive, need):
+            stalls = max(stalls, int(a - g - 1))
+        assert memory_stall_cycles(engine, M, N, K, latency, words) == stalls
+    assert memory_stall_cycles(engine, M, N, K, latency + 1000, words) > stalls      # latency counts

@@ -33,10 +33,10 @@ from functools import lru_cache
 from math import ceil
 
 from specmx.models.config import EngineConfig
-from specmx.models.perf.gemm import gemm_cycles
+from specmx.models.perf.gemm import gemm_cycles, memory_stall_cycles
 from specmx.models.perf.ssm import conv_latency, function_unit_cycles, rmsnorm_cycles, scan_latency
 
-__all__ = ["UNITS", "EPILOGUE", "ModelDims", "Op", "model_dims", "tree_parents", "step_ops", "step_cycles",
+__all__ = ["UNITS", "EPILOGUE", "ModelDims", "Op", "linear_cycles", "model_dims", "tree_parents", "step_ops", "step_cycles",
            "step_graph", "list_schedule", "engine_perf", "backtrack_strategy"]
 
 UNITS = ("mxu", "conv", "scan", "norm", "fu", "rd", "wr", "host")
@@ -138,16 +138,21 @@ class _Program:
 
     def linear(self, name, M, K, N, deps, epilogue=0):
         """A linear layer on the matrix engine, its K x N weights streamed over the weight
-        channel: the slower of the array and the channel, after the memory latency."""
+        channel (`linear_cycles`)."""
         words = _packed(K * N, self.engine.fma.in_f.width)
-        return self.add(name, "mxu", _linear_cycles(self.engine, M, K, N) + epilogue, deps, words)
+        return self.add(name, "mxu", linear_cycles(self.engine, M, K, N) + epilogue, deps, words)
 
 
 @lru_cache(maxsize=4096)
-def _linear_cycles(engine, M, K, N):
-    words = _packed(K * N, engine.fma.in_f.width)
-    array = gemm_cycles(engine.gemm, M, N, K).total_cycles
-    return engine.mem_latency + max(array, ceil(words / engine.mem_words))
+def linear_cycles(engine: EngineConfig, M, K, N):
+    """Cycles of an M x K by K x N linear layer on the engine's matrix engine, from its command
+    to its last result: the streaming schedule (`gemm_cycles`) plus the stalls of its weights
+    arriving from memory (`memory_stall_cycles`: `mem_latency`, then `mem_words` 32-bit words,
+    i.e. mem_words * 32 / width operand words, per cycle). Equal to the RTL (tests/test_gemm.py,
+    the engine co-simulation)."""
+    gemm = engine.gemm
+    rate = max(1, engine.mem_words * 32 // engine.fma.in_f.width)
+    return gemm_cycles(gemm, M, N, K).total_cycles + memory_stall_cycles(gemm, M, N, K, engine.mem_latency, rate)
 
 
 def backtrack_strategy(engine: EngineConfig, dims: ModelDims, n_nodes, backtrack):

@@ -121,13 +121,10 @@ def gemm_cycles(engine: GemmConfig, M, N, K, perf: PerfConfig = PerfConfig(), in
     return _result(engine, M, N, K, perf, load, array, drain, stall)
 
 
-def weight_beat_cycles(engine: GemmConfig, M, N, K):
-    """When the streaming engine takes each B beat (C weight words) in its unstalled schedule:
-    cycles counted from the engine's first input cycle (0 = the cycle after the command).
-    Output stationary: tile t's steps start at RS + t*P and take B beat k at step k*s.
-    Weight stationary: fold 0's R beats at 0..R-1, fold f+1's R beats at T_f + 1 .. T_f + R
-    (T_f: fold f's start; T_0 = R, folds P apart within a k pass, a pass at least L + 1 after
-    the previous). Returns an int64 array, one entry per B beat in stream order."""
+def _weight_segments(engine: GemmConfig, M, N, K):
+    """The B beats in runs taken at a fixed stride: (cycle of each run's first beat, beats per
+    run, stride). Output stationary: a run per tile (K beats, s apart, tile t from RS + t*P);
+    weight stationary: a run per fold (R beats, 1 apart; fold 0 at 0, fold f+1 from T_f + 1)."""
     if engine.schedule != "streaming":
         raise ValueError("engine.schedule: weight beats are timed for the streaming schedule only")
     R, C, s = engine.rows, engine.cols, engine.pe_stages
@@ -135,8 +132,7 @@ def weight_beat_cycles(engine: GemmConfig, M, N, K):
     if engine.dataflow == "os":
         RS, D = R * s, s + R + C - 3
         period = max(K * s, RS + D + 1)
-        starts = RS + np.arange(ceil(M / RS) * NT, dtype=np.int64) * period
-        return (starts[:, None] + np.arange(K, dtype=np.int64)[None, :] * s).ravel()
+        return RS + np.arange(ceil(M / RS) * NT, dtype=np.int64) * period, K, s
     MB, L, KT = 2 * R, R * s + C, ceil(K / R)
     fold_starts, start = [], R
     for m0 in range(0, M, MB):
@@ -144,8 +140,18 @@ def weight_beat_cycles(engine: GemmConfig, M, N, K):
         for _ in range(KT):
             fold_starts.append(start + np.arange(NT, dtype=np.int64) * period)
             start += max(NT * period, L + 1)
-    first = np.concatenate([[0], np.concatenate(fold_starts)[:-1] + 1])      # each fold's first beat
-    return (first[:, None] + np.arange(R, dtype=np.int64)[None, :]).ravel()
+    return np.concatenate([[0], np.concatenate(fold_starts)[:-1] + 1]), R, 1
+
+
+def weight_beat_cycles(engine: GemmConfig, M, N, K):
+    """When the streaming engine takes each B beat (C weight words) in its unstalled schedule:
+    cycles counted from the engine's first input cycle (0 = the cycle after the command).
+    Output stationary: tile t's steps start at RS + t*P and take B beat k at step k*s.
+    Weight stationary: fold 0's R beats at 0..R-1, fold f+1's R beats at T_f + 1 .. T_f + R
+    (T_f: fold f's start; T_0 = R, folds P apart within a k pass, a pass at least L + 1 after
+    the previous). Returns an int64 array, one entry per B beat in stream order."""
+    first, count, stride = _weight_segments(engine, M, N, K)
+    return (first[:, None] + np.arange(count, dtype=np.int64)[None, :] * stride).ravel()
 
 
 def memory_stall_cycles(engine: GemmConfig, M, N, K, latency, words_per_cycle):
@@ -156,13 +162,18 @@ def memory_stall_cycles(engine: GemmConfig, M, N, K, latency, words_per_cycle):
     Beat i is there from cycle a_i = latency + ceil((i+1)*C / words_per_cycle) (cycle 0 = the
     command) and needed at g_i + 1 (`weight_beat_cycles`); the engine freezes until it comes,
     so the stalls before beat i are D_i = max(D_{i-1}, a_i - g_i - 1), and the run is
-    D_last = max(0, max_i(a_i - g_i - 1)) cycles longer."""
+    D_last = max(0, max_i(a_i - g_i - 1)) cycles longer. Within a run of beats taken `stride`
+    apart, a_i - g_i is monotone (a_i steps by floor or ceil of C/words, an integer stride is
+    never strictly between), so only each run's first and last beat are evaluated."""
     if latency < 0 or words_per_cycle < 1:
         raise ValueError(f"memory: latency >= 0 and words per cycle >= 1, got {latency}, {words_per_cycle}")
-    need = weight_beat_cycles(engine, M, N, K)
-    beats = np.arange(1, need.size + 1, dtype=np.int64)
-    arrive = latency + (beats * engine.cols + words_per_cycle - 1) // words_per_cycle
-    return int(max(0, np.max(arrive - need - 1)))
+    first, count, stride = _weight_segments(engine, M, N, K)
+    index = np.arange(first.size, dtype=np.int64) * count                    # each run's first beat
+    slack = []
+    for offset in (0, count - 1):
+        arrive = latency + ((index + offset + 1) * engine.cols + words_per_cycle - 1) // words_per_cycle
+        slack.append(arrive - (first + offset * stride) - 1)
+    return int(max(0, np.max(slack[0]), np.max(slack[1])))
 
 
 def _result(engine, M, N, K, perf, load, array, drain, stall):
