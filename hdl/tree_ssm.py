@@ -6,8 +6,8 @@ window and SSM state leave on the state streams (store backtracking).
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
+from specmx.hdl.compose import connect_prefixed, prefixed_members
 from specmx.hdl.conv import ConvUnit
 from specmx.hdl.scan import ScanUnit
 from specmx.models.config import SSMConfig
@@ -25,25 +25,11 @@ class TreeSSM(wiring.Component):
     def __init__(self, conv: SSMConfig, scan: SSMConfig, slots):
         if slots < 2:
             raise ValueError(f"slots: tree mode needs at least 2, got {slots}")
-        self.conv, self.scan = ConvUnit(conv, slots), ScanUnit(scan, slots)
-        for unit in (self.conv, self.scan):        # elaborated as submodules, never on their own
-            unit._MustUse__silence = True
-        members = {}
-        for unit, prefix in ((self.conv, "conv"), (self.scan, "scan")):
-            for name, member in unit.signature.members.items():
-                members[f"{prefix}_{name}"] = In(member.signature.flip()) if member.flow == wiring.In \
-                    else Out(member.signature)
-        super().__init__(members)
+        self.units = {"conv": ConvUnit(conv, slots), "scan": ScanUnit(scan, slots)}
+        self.conv, self.scan = self.units["conv"], self.units["scan"]
+        super().__init__(prefixed_members(self.units))
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.conv, m.submodules.scan = self.conv, self.scan
-        for unit, prefix in ((self.conv, "conv"), (self.scan, "scan")):
-            for name in unit.signature.members:
-                outer = getattr(self, f"{prefix}_{name}")
-                inner = getattr(unit, name)
-                if unit.signature.members[name].flow == wiring.In:
-                    wiring.connect(m, wiring.flipped(outer), inner)
-                else:
-                    wiring.connect(m, inner, wiring.flipped(outer))
+        connect_prefixed(m, self, self.units)
         return m

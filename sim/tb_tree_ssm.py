@@ -25,19 +25,12 @@ import cocotb
 import numpy as np
 from cocotb.task import bridge, resume
 
-from specmx.models.config import SSMConfig
-from specmx.models.formats import decode, encode
 from specmx.models.mamba import MambaState
 from specmx.models.perf.ssm import conv_cycles, scan_cycles
 from specmx.models.specdec import _recompute, assign_slots, speculative_generate, verify_tree
-from specmx.sim.ssm_check import _conv_records, _scan_records, pack_beats
-from specmx.sim.streams import TB, StreamMonitor, StreamSink, StreamSource, pack_lanes, write_report
+from specmx.sim.engine_jobs import bf16, conv_job, scan_job
+from specmx.sim.streams import TB, StreamMonitor, StreamSink, StreamSource, write_report
 from specmx.sim.tree_ssm_check import build_models, unit_configs
-
-
-def bf16(ops, x):
-    """Values as the bf16 words a multiplier sees (round to nearest even, NaN canonical)."""
-    return encode(ops.operand(np.asarray(x, np.float64)), "bf16")
 
 
 class UnitPort:
@@ -85,51 +78,20 @@ class RTLSSM:
 
     async def conv_run(self, L, start, pre, src, dst):
         """Conv tokens: a load of `start` (the starting window) into slot 0, then one per row of
-        `pre` reading `src` and writing `dst`. Returns (outputs [n, D] fp32 values, windows
-        [n, D, K-1] as the values of their bf16 words)."""
-        cfg, ops, n = self.conv_cfg, self.ops, len(src)
-        K, D = cfg.kernel, cfg.d_inner
-        x = np.zeros((n + 1, D), dtype=np.int64)
-        x[1:] = encode(np.asarray(pre, np.float64), "fp32")
-        win = np.zeros((n + 1, D, K - 1), dtype=np.int64)
-        win[0] = bf16(ops, start)
-        w, b = bf16(ops, L["conv_w"]), bf16(ops, L["conv_b"])
-        if self.case.get("corrupt_weight"):
-            w = w.copy()
-            w[0, 0] ^= 1                                         # one weight word, one bit
-        v = {"clear": np.zeros(n + 1, np.int64), "src": [0] + list(src), "dst": [0] + list(dst),
-             "load": [1] + [0] * n, "win": win}
-        beats = pack_lanes(pack_beats(self.conv.tb.conv_layout, _conv_records(cfg, x, w, b, v)), 64)
-        groups = D // cfg.lanes
-        outs, states, cycles, starved, held = await self.conv.run(beats, n * groups, n * groups)
-        self._check_cycles("conv", cycles, starved, held, n + 1)
-        mask = (1 << 32) - 1
-        y = np.array([[(beat >> (32 * l)) & mask for l in range(cfg.lanes)] for beat in outs]).reshape(n, D)
-        wmask = (1 << 16) - 1
-        windows = np.array([[(beat >> (16 * i)) & wmask for i in range(cfg.lanes * (K - 1))] for beat in states])
-        return decode(y, "fp32").astype(np.float32), decode(windows.reshape(n, D, K - 1), "bf16").astype(np.float32)
+        `pre` reading `src` and writing `dst` (`engine_jobs.conv_job`)."""
+        beats, n_out, n_state, decoded = conv_job(self.conv_cfg, self.conv.tb.conv_layout, self.ops, L, start, pre,
+                                                  src, dst, self.case.get("corrupt_weight"))
+        outs, states, cycles, starved, held = await self.conv.run(beats, n_out, n_state)
+        self._check_cycles("conv", cycles, starved, held, len(src) + 1)
+        return decoded(outs, states)
 
     async def scan_run(self, L, start, u, dt, z, B, C, src, dst):
-        """Scan tokens: a load of `start` into slot 0, then one per node. Returns (gated
-        outputs [n, d_inner], new states [n, *state shape])."""
-        cfg, ops, n = self.scan_cfg, self.ops, len(src)
-        f32 = lambda a: encode(np.asarray(a, np.float64), "fp32")
-        pad = lambda a: np.concatenate([np.zeros((1,) + np.shape(a)[1:]), a])
-        h = np.zeros((n + 1, cfg.d_inner, cfg.d_state), dtype=np.int64)
-        h[0] = f32(np.asarray(start).reshape(cfg.d_inner, cfg.d_state))
-        v = {"dt": f32(pad(dt)), "u": f32(pad(u)), "z": f32(pad(z)), "A": bf16(ops, L["A"]),
-             "B": bf16(ops, pad(B)), "C": bf16(ops, pad(C)), "D": bf16(ops, L["D"]),
-             "clear": np.zeros(n + 1, np.int64), "src": [0] + list(src), "dst": [0] + list(dst),
-             "load": [1] + [0] * n, "h": h}
-        beats = pack_lanes(pack_beats(self.scan.tb.scan_layout, _scan_records(cfg, v)), 64)
-        per_node = cfg.d_inner * cfg.d_state // cfg.lanes
-        outs, states, cycles, starved, held = await self.scan.run(beats, n * cfg.d_inner, n * per_node)
-        self._check_cycles("scan", cycles, starved, held, n + 1)
-        mask = (1 << 32) - 1
-        hs = np.array([[(beat >> (32 * l)) & mask for l in range(cfg.lanes)] for beat in states])
-        shape = (cfg.heads, cfg.head_dim, cfg.d_state) if self.mamba2 else (cfg.d_inner, cfg.d_state)
-        return (decode(np.array(outs).reshape(n, cfg.d_inner), "fp32").astype(np.float32),
-                decode(hs.reshape((n,) + shape), "fp32").astype(np.float32))
+        """Scan tokens: a load of `start` into slot 0, then one per node (`engine_jobs.scan_job`)."""
+        beats, n_out, n_state, decoded = scan_job(self.scan_cfg, self.scan.tb.scan_layout, self.ops, L, start, u, dt,
+                                                  z, B, C, src, dst)
+        outs, states, cycles, starved, held = await self.scan.run(beats, n_out, n_state)
+        self._check_cycles("scan", cycles, starved, held, len(src) + 1)
+        return decoded(outs, states)
 
     def _scan_inputs(self, L, act, row_inputs, z):
         """(u, dt, B, C) rows for the scan unit from conv outputs and the host's SSM inputs."""

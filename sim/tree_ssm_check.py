@@ -4,9 +4,7 @@ linear layers in the hardware numerics model, checked against the golden run."""
 
 import functools
 import json
-import math
-
-from specmx.models.config import FMAConfig, SSMConfig
+from specmx.models.config import FMAConfig
 from specmx.sim.runner import run_cocotb, to_verilog
 
 __all__ = ["build_models", "unit_configs", "check_tree_ssm"]
@@ -31,19 +29,11 @@ def build_models(case):
 
 
 def unit_configs(cfg, lanes):
-    """(conv unit config, scan unit config) for a model config: the conv's channels are the conv
-    input (Mamba-2: x, B and C); lanes divide them (the largest divisor of the conv's channels
-    up to `lanes`, and `lanes` itself for the scan's d_state)."""
-    mamba2 = hasattr(cfg, "head_dim")
-    conv_dim = cfg.conv_dim if mamba2 else cfg.intermediate_size
-    conv_lanes = max(d for d in range(1, lanes + 1) if conv_dim % d == 0)
-    conv = SSMConfig(d_inner=conv_dim, d_state=cfg.state_size, kernel=cfg.conv_kernel, lanes=conv_lanes)
-    if mamba2:
-        scan = SSMConfig(family="mamba2", d_inner=cfg.intermediate_size, d_state=cfg.state_size,
-                         heads=cfg.num_heads, groups=cfg.n_groups, lanes=math.gcd(lanes, cfg.state_size))
-    else:
-        scan = SSMConfig(d_inner=cfg.intermediate_size, d_state=cfg.state_size, lanes=math.gcd(lanes, cfg.state_size))
-    return conv, scan
+    """(conv unit config, scan unit config) of a model config at `lanes`, as the engine builds
+    them (`perf.engine.unit_configs`)."""
+    from specmx.models.config import EngineConfig
+    from specmx.models.perf.engine import model_dims, unit_configs as engine_units
+    return engine_units(EngineConfig(lanes=lanes), model_dims(cfg))
 
 
 def check_tree_ssm(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, lanes=1, slots=8, tile=8,

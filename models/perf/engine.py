@@ -28,15 +28,15 @@ schedule also gives the critical path and the overlap (cycles in which the matri
 the scan unit are both busy).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from math import ceil
+from math import ceil, gcd
 
 from specmx.models.config import EngineConfig
 from specmx.models.perf.gemm import gemm_cycles, memory_stall_cycles
 from specmx.models.perf.ssm import conv_latency, function_unit_cycles, rmsnorm_cycles, scan_latency
 
-__all__ = ["UNITS", "EPILOGUE", "ModelDims", "Op", "linear_cycles", "model_dims", "tree_parents", "step_ops", "step_cycles",
+__all__ = ["UNITS", "EPILOGUE", "ModelDims", "Op", "linear_cycles", "model_dims", "unit_configs", "tree_parents", "step_ops", "step_cycles",
            "step_graph", "list_schedule", "engine_perf", "backtrack_strategy"]
 
 UNITS = ("mxu", "conv", "scan", "norm", "fu", "rd", "wr", "host")
@@ -93,6 +93,17 @@ def model_dims(cfg):
                      cfg.vocab_size, cfg.conv_kernel, dt_rank=cfg.dt_rank)
 
 
+def unit_configs(engine: EngineConfig, dims: ModelDims):
+    """(conv unit, scan unit) configurations the engine builds for a model: the conv's channels
+    are its input (Mamba-2: x, B and C) and its lanes the largest divisor of them up to
+    `engine.lanes`; the scan's lanes divide d_state (gcd with `engine.lanes`)."""
+    conv_lanes = max(k for k in range(1, engine.lanes + 1) if dims.conv_dim % k == 0)
+    conv = engine.ssm("mamba1", dims.conv_dim, dims.d_state, kernel=dims.kernel)
+    conv = replace(conv, lanes=conv_lanes)
+    scan = engine.ssm(dims.family, dims.d_inner, dims.d_state, dims.heads, dims.groups, dims.kernel)
+    return conv, replace(scan, lanes=gcd(engine.lanes, dims.d_state))
+
+
 def tree_parents(widths):
     """Parent indices of the full tree with `widths` children per depth, in FIFO (breadth-first)
     order: (3, 2, 1) -> 1 + 3 + 6 + 6 nodes."""
@@ -123,12 +134,18 @@ def _packed(n, bits):
     return ceil(n * bits / 32)
 
 
+HOST_SIDE_UNITS = ("norm", "fu", "rd", "wr", "host")
+
+
 @dataclass
 class _Program:
     engine: EngineConfig
+    host_side: bool = False
     ops: list = field(default_factory=list)
 
     def add(self, name, unit, cycles, deps=(), words=0):
+        if self.host_side and unit in HOST_SIDE_UNITS:
+            cycles = 0
         self.ops.append(Op(name, unit, int(cycles), tuple(d for d in deps if d), int(words)))
         return name
 
@@ -140,19 +157,20 @@ class _Program:
         """A linear layer on the matrix engine, its K x N weights streamed over the weight
         channel (`linear_cycles`)."""
         words = _packed(K * N, self.engine.fma.in_f.width)
+        epilogue = 0 if self.host_side else epilogue
         return self.add(name, "mxu", linear_cycles(self.engine, M, K, N) + epilogue, deps, words)
 
 
 @lru_cache(maxsize=4096)
 def linear_cycles(engine: EngineConfig, M, K, N):
     """Cycles of an M x K by K x N linear layer on the engine's matrix engine, from its command
-    to its last result: the streaming schedule (`gemm_cycles`) plus the stalls of its weights
+    to its last result, both included: one for the command, the streaming schedule (`gemm_cycles`) plus the stalls of its weights
     arriving from memory (`memory_stall_cycles`: `mem_latency`, then `mem_words` 32-bit words,
     i.e. mem_words * 32 / width operand words, per cycle). Equal to the RTL (tests/test_gemm.py,
     the engine co-simulation)."""
     gemm = engine.gemm
     rate = max(1, engine.mem_words * 32 // engine.fma.in_f.width)
-    return gemm_cycles(gemm, M, N, K).total_cycles + memory_stall_cycles(gemm, M, N, K, engine.mem_latency, rate)
+    return 1 + gemm_cycles(gemm, M, N, K).total_cycles + memory_stall_cycles(gemm, M, N, K, engine.mem_latency, rate)
 
 
 def backtrack_strategy(engine: EngineConfig, dims: ModelDims, n_nodes, backtrack):
@@ -162,11 +180,14 @@ def backtrack_strategy(engine: EngineConfig, dims: ModelDims, n_nodes, backtrack
     return backtrack
 
 
-def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", path=None):
+def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", path=None, host_side=False):
     """The program of one verification step over the tree `parent` (parent index per node,
     parents first), in program order. `backtrack` store | recompute | hybrid; `path` the
     number of nodes on the accepted path (root included: accepted draft tokens + 1), needed by
-    recompute, which re-runs them on the conv and scan units after the host has accepted."""
+    recompute, which re-runs them on the conv and scan units after the host has accepted.
+    `host_side`: the co-simulation's split (`sim/tb_mamba_engine.py`): norms, softplus, memory
+    transfers and the result-stream adds on the host, in zero cycles; the matrix engine, conv
+    and scan as the RTL runs them."""
     from specmx.models.specdec import BACKTRACK, check_parents, live_states
     parent = check_parents(parent)
     if backtrack not in BACKTRACK:
@@ -183,12 +204,12 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
     if not 1 <= path <= max(depth) + 1:
         raise ValueError(f"path: accepted nodes on the path must be 1..{max(depth) + 1}, got {path}")
     strategy = backtrack_strategy(engine, dims, n, backtrack)
-    p = _Program(engine)
+    p = _Program(engine, host_side)
     d, di, N, L = dims.d_model, dims.d_inner, dims.d_state, dims.layers
-    ssm = engine.ssm(dims.family, di, N, dims.heads, dims.groups, dims.kernel)
+    conv, ssm = unit_configs(engine, dims)
     tiles = [min(engine.tile, n - t0) for t0 in range(0, n, engine.tile)]
     nt = len(tiles)
-    conv_beats, scan_beats = ceil(dims.conv_dim / engine.lanes), di * ceil(N / engine.lanes)
+    conv_beats, scan_beats = dims.conv_dim // conv.lanes, di * (N // ssm.lanes)
     dt_words = dims.heads if dims.family == "mamba2" else di
 
     for t, T in enumerate(tiles):
@@ -212,7 +233,8 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
         if t == 0 and l > 0:                                    # this layer's starting conv window
             p.mem(f"load_conv[{l}]", "rd", dims.conv_dim * (dims.kernel - 1), [f"conv[{l - 1},{nt - 1}]"])
         conv_deps = [f"in_proj[{j}]", f"load_conv[{l}]" if t == 0 else None]
-        p.add(f"conv[{j}]", "conv", T * conv_beats + conv_latency(ssm), conv_deps)
+        loads = 1 if t == 0 else 0                              # the starting window, as a token
+        p.add(f"conv[{j}]", "conv", (T + loads) * conv_beats + conv_latency(conv), conv_deps)
         dt = f"in_proj[{j}]"                                    # Mamba-2's dt comes from in_proj
         if dims.family == "mamba1":
             p.linear(f"x_proj[{j}]", T, di, dims.dt_rank + 2 * N, [f"conv[{j}]"])
@@ -225,7 +247,8 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
             return
         T, j = tiles[t], f"{l},{t}"
         scan_deps = [f"conv[{j}]", f"softplus[{j}]", f"load_ssm[{l}]" if t == 0 else None]
-        p.add(f"scan[{j}]", "scan", T * scan_beats + scan_latency(ssm), scan_deps)
+        loads = 1 if t == 0 else 0                              # the starting state, as a token
+        p.add(f"scan[{j}]", "scan", (T + loads) * scan_beats + scan_latency(ssm), scan_deps)
         y = f"scan[{j}]"
         if dims.family == "mamba2":
             G = dims.groups
@@ -253,8 +276,9 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
         p.add("accept", "host", 0, [f"logits[{t}]" for t in range(nt)])
         for l in range(L):
             p.mem(f"reload[{l}]", "rd", dims.state_words + path * dims.cache_words, ["accept"])
-            p.add(f"reconv[{l}]", "conv", path * conv_beats + conv_latency(ssm), [f"reload[{l}]"])
-            p.add(f"rescan[{l}]", "scan", path * scan_beats + scan_latency(ssm), [f"reload[{l}]", f"reconv[{l}]"])
+            p.add(f"reconv[{l}]", "conv", (path + 1) * conv_beats + conv_latency(conv), [f"reload[{l}]"])
+            p.add(f"rescan[{l}]", "scan", (path + 1) * scan_beats + scan_latency(ssm),
+                  [f"reload[{l}]", f"reconv[{l}]"])
             p.mem(f"restore[{l}]", "wr", dims.state_words, [f"rescan[{l}]"])
     return p.ops, {"strategy": strategy, "live_states": live, "tiles": nt, "nodes": n, "path": path}
 

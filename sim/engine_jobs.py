@@ -1,0 +1,109 @@
+"""What the host sends to and reads from the engine's units for one operation, in numpy: the
+beats of a conv or scan run in tree mode (an optional load token with the starting state, then
+one token per node reading slot `src` and writing `dst`) and of a linear layer on the matrix
+engine, and the decoding of their output words into values. Shared by the co-simulations
+(`sim/tb_tree_ssm.py`, `sim/tb_mamba_engine.py`)."""
+
+import numpy as np
+
+from specmx.models.formats import decode, encode
+from specmx.models.gemm_streams import block_rows, result_beats, stream_beats, tiles
+from specmx.sim.ssm_check import _conv_records, _scan_records, pack_beats
+from specmx.sim.streams import pack_lanes
+
+__all__ = ["bf16", "words_of", "conv_job", "scan_job", "linear_job"]
+
+F32_MASK = (1 << 32) - 1
+
+
+def bf16(ops, x):
+    """Values as the bf16 words a multiplier sees (round to nearest even, NaN canonical)."""
+    return encode(ops.operand(np.asarray(x, np.float64)), "bf16")
+
+
+def words_of(beats, bits, lanes):
+    """[beats, lanes] words from beats packed lane 0 low."""
+    mask = (1 << bits) - 1
+    return np.array([[(b >> (bits * l)) & mask for l in range(lanes)] for b in beats], dtype=np.int64)
+
+
+def conv_job(cfg, layout, ops, L, start, pre, src, dst, corrupt_weight=False):
+    """Conv unit run: a load token writing `start` (the starting window [D, K-1], or None for no
+    load) into slot 0, then a token per row of `pre` reading `src` and writing `dst`.
+    Returns (input beats, output beats, state beats, decode(o, s) -> (outputs [n, D] fp32
+    values, new windows [n, D, K-1] as the values of their bf16 words))."""
+    K, D, n = cfg.kernel, cfg.d_inner, len(src)
+    load = start is not None
+    rows = n + load
+    x = np.zeros((rows, D), dtype=np.int64)
+    x[load:] = encode(np.asarray(pre, np.float64), "fp32")
+    win = np.zeros((rows, D, K - 1), dtype=np.int64)
+    if load:
+        win[0] = bf16(ops, start)
+    w, b = bf16(ops, L["conv_w"]), bf16(ops, L["conv_b"])
+    if corrupt_weight:
+        w = w.copy()
+        w[0, 0] ^= 1                                          # one weight word, one bit
+    v = {"clear": np.zeros(rows, np.int64), "src": [0] * load + list(src), "dst": [0] * load + list(dst),
+         "load": [1] * load + [0] * n, "win": win}
+    beats = pack_lanes(pack_beats(layout, _conv_records(cfg, x, w, b, v)), 64)
+    groups = D // cfg.lanes
+
+    def decoded(outs, states):
+        y = words_of(outs, 32, cfg.lanes).reshape(n, D)
+        windows = words_of(states, 16, cfg.lanes * (K - 1)).reshape(n, D, K - 1)
+        return decode(y, "fp32").astype(np.float32), decode(windows, "bf16").astype(np.float32)
+
+    return beats, n * groups, n * groups, decoded
+
+
+def scan_job(cfg, layout, ops, L, start, u, dt, z, B, C, src, dst):
+    """Scan unit run: a load token writing `start` (or None), then a token per node. Returns
+    (input beats, output beats, state beats, decode(o, s) -> (gated outputs [n, d_inner], new
+    states [n, *state shape]))."""
+    n, load = len(src), start is not None
+    f32 = lambda a: encode(np.asarray(a, np.float64), "fp32")
+    pad = (lambda a: np.concatenate([np.zeros((1,) + np.shape(a)[1:]), a])) if load else (lambda a: np.asarray(a))
+    rows = n + load
+    h = np.zeros((rows, cfg.d_inner, cfg.d_state), dtype=np.int64)
+    if load:
+        h[0] = f32(np.asarray(start).reshape(cfg.d_inner, cfg.d_state))
+    v = {"dt": f32(pad(dt)), "u": f32(pad(u)), "z": f32(pad(z)), "A": bf16(ops, L["A"]),
+         "B": bf16(ops, pad(B)), "C": bf16(ops, pad(C)), "D": bf16(ops, L["D"]),
+         "clear": np.zeros(rows, np.int64), "src": [0] * load + list(src), "dst": [0] * load + list(dst),
+         "load": [1] * load + [0] * n, "h": h}
+    beats = pack_lanes(pack_beats(layout, _scan_records(cfg, v)), 64)
+    per_node = cfg.d_inner * cfg.d_state // cfg.lanes
+    mamba2 = cfg.family == "mamba2"
+    shape = (cfg.heads, cfg.d_inner // cfg.heads, cfg.d_state) if mamba2 else (cfg.d_inner, cfg.d_state)
+
+    def decoded(outs, states):
+        hs = words_of(states, 32, cfg.lanes)
+        return (decode(np.array(outs, dtype=np.int64).reshape(n, cfg.d_inner), "fp32").astype(np.float32),
+                decode(hs.reshape((n,) + shape), "fp32").astype(np.float32))
+
+    return beats, n * cfg.d_inner, n * per_node, decoded
+
+
+def linear_job(gemm, ops, x, weight_t):
+    """Matrix engine run of `ops.linear(x, weight_t)` (x [M, K], weight_t [K, N]): the A beats
+    (x as operands), the B beats (the weights, served by the memory model), the number of result
+    beats and decode(results) -> [M, N] float32 (C0 is +0 on chip)."""
+    a_words, w_words = bf16(ops, x), bf16(ops, weight_t)
+    (M, K), N = a_words.shape, w_words.shape[1]
+    a, b, _ = stream_beats(gemm, a_words, w_words, np.zeros((M, N), dtype=np.int64))
+    width = gemm.fma.in_f.width
+    count = len(result_beats(gemm, np.zeros((M, N)))[0])
+
+    def decoded(results):
+        words = words_of(results, 32, gemm.cols)
+        out = np.zeros((M, -(-N // gemm.cols) * gemm.cols), dtype=np.int64)
+        row = 0
+        for m0, n0 in tiles(gemm, M, N):
+            top = min(m0 + block_rows(gemm), M)
+            out[m0:top, n0:n0 + gemm.cols] = words[row:row + top - m0]
+            row += top - m0
+        return decode(out[:, :N], "fp32").astype(np.float32)
+
+    return pack_lanes(a, width), pack_lanes(b, width), b.shape[1], count, decoded
+

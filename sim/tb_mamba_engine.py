@@ -1,0 +1,499 @@
+"""cocotb co-simulation of the Mamba engine (`hdl.mamba_engine`): speculative generation of a micro
+Mamba model with every linear layer on the RTL matrix engine (weights from the external memory
+model, `mem_latency` and `mem_words` of the spec), every conv and SSM step on the RTL conv and
+scan units in tree mode, and the norms, softplus, bias and residual adds on the host.
+
+The host is the engine's sequencer: it walks the step's program (`perf.engine.step_ops` with
+`host_side=True`: the same operations, the host's in zero cycles) unit by unit, in program order,
+starting an operation on the cycle after its unit and its inputs are done, exactly as the list
+scheduler does. So the matrix engine runs the linear layers of tile t+1 while the scan unit runs
+tile t, on the RTL. Every verification pass (and every recompute) is compared with the golden:
+per-node logits bit for bit with `verify_tree` on the same inputs, stored states and the
+recomputed state bit for bit, and every operation's (start, end) cycle with the list schedule.
+With random gaps and back-pressure ($SPECMX_IDLE, $SPECMX_BACKPRESSURE) the timing check is
+left out (stalls move operations) and the bits, tokens and stream protocol are checked.
+
+Parameters: $SPECMX_CASE (JSON: family, seed, draft, tree, backtrack, tokens, prompt, engine
+(EngineConfig fields), memory_budget, negative controls corrupt_weight / wrong_parent /
+corrupt_weight_word). Writes $SPECMX_REPORT.
+"""
+
+import json
+import os
+from collections import deque
+
+import cocotb
+import numpy as np
+from cocotb.task import bridge, resume
+from cocotb.triggers import Event, FallingEdge, ReadOnly
+
+from specmx.hdl.conv import conv_layout
+from specmx.hdl.scan import scan_layout
+from specmx.models.mamba import MambaState
+from specmx.models.perf.engine import list_schedule, model_dims, step_graph, step_ops, unit_configs
+from specmx.models.specdec import _recompute, assign_slots, speculative_generate, verify_tree
+from specmx.sim.engine_jobs import bf16, conv_job, linear_job, scan_job
+from specmx.sim.streams import TB, StreamMonitor, write_report
+from specmx.sim.tree_ssm_check import build_models
+
+INPUTS = {"mxu": ("mxu_cmd", "mxu_a_in", "mxu_b_in"), "conv": ("conv_i",), "scan": ("scan_i",)}
+OUTPUTS = {"mxu": ("mxu_r_out",), "conv": ("conv_o", "conv_s"), "scan": ("scan_o", "scan_s")}
+
+
+class Job:
+    """One operation on an RTL unit: words per input stream, expected words per output stream,
+    and what to do with the outputs. `memory` = (stream, latency, words per cycle, words per
+    beat): that stream's beats come from the memory model, requested with the job's first word
+    on `request` (the matrix engine's command)."""
+
+    def __init__(self, inputs, outputs, finish, memory=None, request=None):
+        self.inputs, self.outputs, self.finish = inputs, outputs, finish
+        self.memory, self.request = memory, request
+        self.got = {name: [] for name in outputs}
+        self.base = None                                  # the cycle the memory request was made
+
+
+class EngineBus:
+    """Drives every stream of the engine from one coroutine, one cycle at a time: at the falling
+    edge it lets the sequencer start operations (`on_cycle`), offers the next queued word of each
+    input (memory beats once the memory model has them; random gaps with probability `idle`) and
+    sets each output's ready (random back-pressure); in the read-only phase it records transfers
+    and hands output words to the unit's running job."""
+
+    def __init__(self, tb, idle, backpressure):
+        self.tb, self.idle, self.backpressure = tb, idle, backpressure
+        self.streams = {name: tb.stream(name) for unit in INPUTS for name in INPUTS[unit] + OUTPUTS[unit]}
+        self.monitors = [StreamMonitor(tb, s, n) for n, s in self.streams.items()]
+        self.queues = {name: deque() for unit in INPUTS for name in INPUTS[unit]}
+        self.offering = dict.fromkeys(self.queues, False)
+        self.jobs = dict.fromkeys(INPUTS)                # the running job of each unit
+        self.on_cycle = None
+        self.done = {}                                   # unit -> (job, last transfer cycle) this cycle
+        self.errors = []
+        for name, s in self.streams.items():
+            (s.valid if name in self.queues else s.ready).value = 0
+
+    def start(self, unit, job):
+        assert self.jobs[unit] is None, unit
+        self.jobs[unit] = job
+        for name, words in job.inputs.items():
+            self.queues[name].extend((i, w) for i, w in enumerate(words))
+
+    def _available(self, unit, name, index):
+        job = self.jobs[unit]
+        if job is None or job.memory is None or job.memory[0] != name:
+            return True
+        if job.base is None:
+            return False
+        _, latency, rate, beat_words = job.memory
+        return self.tb.cycle >= job.base + latency + -(-(index + 1) * beat_words // rate)
+
+    async def run(self):
+        rng, clk = self.tb.rng, self.tb.dut.clk
+        owner = {name: unit for unit in INPUTS for name in INPUTS[unit] + OUTPUTS[unit]}
+        while True:
+            await FallingEdge(clk)
+            if self.on_cycle:
+                self.on_cycle(self.tb.cycle)
+            for name, q in self.queues.items():
+                s = self.streams[name]
+                if not self.offering[name] and q and self._available(owner[name], name, q[0][0]) and \
+                        not (self.idle and rng.random() < self.idle):
+                    s.payload.value = q[0][1]
+                    self.offering[name] = True
+                s.valid.value = int(self.offering[name])
+            ready = {}
+            for unit in OUTPUTS:
+                for name in OUTPUTS[unit]:
+                    ready[name] = not (self.backpressure and rng.random() < self.backpressure)
+                    self.streams[name].ready.value = int(ready[name])
+            await ReadOnly()
+            cycle = self.tb.cycle
+            for name, q in self.queues.items():
+                s = self.streams[name]
+                if self.offering[name] and int(s.ready.value):
+                    q.popleft()
+                    self.offering[name] = False
+                    job = self.jobs[owner[name]]
+                    if job is not None and job.request == name and job.base is None:
+                        job.base = cycle
+            for unit, names in OUTPUTS.items():
+                job = self.jobs[unit]
+                for name in names:
+                    s = self.streams[name]
+                    if ready[name] and int(s.valid.value):
+                        if job is None or len(job.got[name]) >= job.outputs[name]:
+                            self.errors.append(f"{name}: unexpected word at cycle {cycle}")
+                        else:
+                            job.got[name].append(int(s.payload.value))
+                if job is not None and all(len(job.got[n]) == c for n, c in job.outputs.items()) and \
+                        not any(self.queues[n] for n in INPUTS[unit]):
+                    self.jobs[unit] = None
+                    self.done[unit] = (job, cycle)
+
+
+class Sequencer:
+    """Runs a program (a list of `perf.engine.Op`) on the bus: each unit's operations in order,
+    an operation starting on the cycle after its unit's previous one and its inputs ended.
+    `handlers(op)` returns a Job (an RTL unit) or None (the host's, done at once). Records each
+    operation's (start, end) relative to the program's start, in the model's convention (start =
+    the cycle its inputs were done, end = its last output's cycle)."""
+
+    def __init__(self, bus, ops, handler):
+        self.bus, self.handler = bus, handler
+        self.queues = {}
+        for op in ops:
+            self.queues.setdefault(op.unit, deque()).append(op)
+        self.deps = {op.name: [d for d in op.deps if d in {o.name for o in ops}] for op in ops}
+        self.end, self.span, self.running = {}, {}, {}
+        self.t0 = None
+        self.finished = Event()
+        self.total = len(ops)
+
+    def on_cycle(self, cycle):
+        if self.t0 is None:
+            self.t0 = cycle - 1
+        now = cycle - 1 - self.t0
+        for unit, (job, last) in list(self.bus.done.items()):
+            op = self.running.pop(unit)
+            job.finish(job.got)
+            self.end[op.name] = last - self.t0
+            self.span[op.name] = (self.span[op.name][0], last - self.t0)
+        self.bus.done.clear()
+        progress = True
+        while progress:
+            progress = False
+            for unit, q in self.queues.items():
+                if not q or unit in self.running:
+                    continue
+                op = q[0]
+                if not all(self.end.get(d, now + 1) <= now for d in self.deps[op.name]):
+                    continue
+                q.popleft()
+                job = self.handler(op)
+                self.span[op.name] = (now, now)
+                if job is None:
+                    self.end[op.name] = now
+                    progress = True
+                else:
+                    self.running[unit] = op
+                    self.bus.start(unit, job)
+        if len(self.end) == self.total:
+            self.finished.set()
+
+
+class EnginePass:
+    """The numerics of one verification pass (or recompute) as the program's operations run:
+    one handler per operation kind, reading what earlier operations left and leaving its own."""
+
+    def __init__(self, eng, state, tokens, parent, cache, store):
+        self.eng, self.model, self.ops = eng, eng.model, eng.model.ops
+        self.state, self.tokens, self.parent = state, np.asarray(tokens), parent
+        self.cache, self.store = cache, store
+        n = len(tokens)
+        self.src, self.dst, self.used = assign_slots(parent)
+        if eng.case.get("wrong_parent") and n > 2:
+            self.src = list(self.src)
+            self.src[-1] = self.dst[0] if self.src[-1] != self.dst[0] else self.dst[1]
+        T = eng.engine.tile
+        self.idx = [slice(t0, min(n, t0 + T)) for t0 in range(0, n, T)]
+        self.x = None
+        self.v = {}                                       # per (kind, layer, tile) values
+        self.states = [MambaState() for _ in range(n)] if store else None
+        self.caches = [[] for _ in range(n)] if cache else None
+        self.logits = np.zeros((n, self.model.cfg.vocab_size), np.float32)
+
+    def handle(self, op):
+        kind, _, rest = op.name.partition("[")
+        key = tuple(int(k) for k in rest.rstrip("]").split(","))
+        return getattr(self, "op_" + kind)(*key)
+
+    # --- host operations (zero cycles in the co-simulation) ----------------------------------
+    def op_embed(self, t):
+        if self.x is None:
+            self.x = np.zeros((len(self.tokens), self.model.cfg.hidden_size), np.float32)
+        idx = self.idx[t]
+        self.x[idx] = self.model.embed(self.model.check_tokens(self.tokens[idx]))
+
+    def op_load_conv(self, l):
+        pass                                              # the starting window goes with conv[l,0]
+
+    op_load_ssm = op_load_conv
+
+    def op_norm(self, l, t):
+        L = self.model.layers[l]
+        self.v["h", l, t] = self.ops.rmsnorm(self.x[self.idx[t]], L["norm"], self.model.cfg.layer_norm_epsilon)
+
+    def op_softplus(self, l, t):
+        L, v = self.model.layers[l], self.v
+        v["dt", l, t] = self.ops.softplus(v["dt_raw", l, t] + L["dt_bias"])
+        if not self.eng.mamba2:                           # the scan's inputs from x_proj and dt_proj
+            r_, N = self.model.cfg.dt_rank, self.model.cfg.state_size
+            proj = v["proj", l, t]
+            v["u", l, t], v["B", l, t], v["C", l, t] = v["act", l, t], proj[:, r_:r_ + N], proj[:, r_ + N:]
+            v["inputs", l, t] = (v["dt", l, t], v["B", l, t], v["C", l, t])
+
+    def op_gated_norm(self, l, t):
+        cfg, L = self.model.cfg, self.model.layers[l]
+        self.v["g", l, t] = self.ops.group_norm(self.v["y", l, t], L["gate_norm"], cfg.n_groups,
+                                                cfg.layer_norm_epsilon)
+
+    def op_store(self, l, t):
+        for k, i in enumerate(range(len(self.tokens))[self.idx[t]]):
+            self.states[i].conv.append(self.v["win", l, t][k])
+            self.states[i].ssm.append(self.v["hs", l, t][k])
+
+    def op_cache(self, l, t):
+        for k, i in enumerate(range(len(self.tokens))[self.idx[t]]):
+            self.caches[i].append((self.v["pre", l, t][k].copy(), self.v["act", l, t][k].copy(),
+                                   tuple(r[k].copy() for r in self.v["inputs", l, t])))
+
+    def op_norm_f(self, t):
+        cfg = self.model.cfg
+        key = "backbone.norm_f.weight"
+        self.v["hf", t] = self.ops.rmsnorm(self.x[self.idx[t]], self.model.w[key], cfg.layer_norm_epsilon)
+
+    def op_logits(self, t):
+        pass
+
+    # --- matrix engine ------------------------------------------------------------------------
+    def _linear(self, x, weight_t, done):
+        eng = self.eng
+        a, b, beat_words, count, decoded = linear_job(eng.gemm, self.ops, x, weight_t)
+        if eng.case.get("corrupt_weight_word") and eng.corrupt_pending:
+            b = list(b)
+            b[0] ^= 1 << 3                                  # one bit of one weight word in memory
+            eng.corrupt_pending = False
+        M, K, N = x.shape[0], x.shape[1], weight_t.shape[1]
+        cmd = M | (N << eng.cmd_widths[0]) | (K << (eng.cmd_widths[0] + eng.cmd_widths[1]))
+        rate = max(1, eng.engine.mem_words * 32 // eng.gemm.fma.in_f.width)
+        return Job({"mxu_cmd": [cmd], "mxu_a_in": a, "mxu_b_in": b}, {"mxu_r_out": count},
+                   lambda got: done(decoded(got["mxu_r_out"])),
+                   memory=("mxu_b_in", eng.engine.mem_latency, rate, beat_words), request="mxu_cmd")
+
+    def op_in_proj(self, l, t):
+        L, cfg = self.model.layers[l], self.model.cfg
+        di = cfg.intermediate_size
+
+        def done(r):
+            if self.eng.mamba2:
+                r = r + L["in_bias"]
+                cd = cfg.conv_dim
+                self.v["z", l, t], self.v["pre", l, t], self.v["dt_raw", l, t] = r[:, :di], r[:, di:di + cd], r[:, di + cd:]
+            else:
+                self.v["pre", l, t], self.v["z", l, t] = r[:, :di], r[:, di:]
+        return self._linear(self.v["h", l, t], L["in_proj"], done)
+
+    def op_x_proj(self, l, t):
+        L = self.model.layers[l]
+
+        def done(r):
+            self.v["proj", l, t] = r
+        return self._linear(self.v["act", l, t], L["x_proj"], done)
+
+    def op_dt_proj(self, l, t):
+        L, r_ = self.model.layers[l], self.model.cfg.dt_rank
+
+        def done(r):
+            self.v["dt_raw", l, t] = r
+        return self._linear(self.v["proj", l, t][:, :r_], L["dt_proj"], done)
+
+    def op_out(self, l, t):
+        L = self.model.layers[l]
+        g = self.v["g" if self.eng.mamba2 else "y", l, t]
+
+        def done(r):
+            self.x[self.idx[t]] += (r + L["out_bias"]) if self.eng.mamba2 else r
+        return self._linear(g, L["out_proj"], done)
+
+    def op_lm_head(self, t):
+        w = self.model.lm_head if self.eng.mamba2 else self.model.w["backbone.embeddings.weight"].T
+
+        def done(r):
+            self.logits[self.idx[t]] = r
+        return self._linear(self.v["hf", t], w, done)
+
+    # --- conv and scan units ----------------------------------------------------------------
+    def op_conv(self, l, t):
+        eng, L, idx = self.eng, self.model.layers[l], self.idx[t]
+        start = self.state.conv[l] if t == 0 else None
+        beats, n_o, n_s, decoded = conv_job(eng.conv_cfg, eng.conv_layout, self.ops, L, start, self.v["pre", l, t],
+                                            self.src[idx], self.dst[idx], eng.case.get("corrupt_weight"))
+
+        def finish(got):
+            self.v["act", l, t], self.v["win", l, t] = decoded(got["conv_o"], got["conv_s"])
+            if not self.eng.mamba2:
+                return
+            cfg = self.model.cfg
+            di, GN = cfg.intermediate_size, cfg.n_groups * cfg.state_size
+            act = self.v["act", l, t]
+            self.v["inputs", l, t] = (self.v["dt_raw", l, t],)
+            self.v["u", l, t] = act[:, :di]
+            self.v["B", l, t] = act[:, di:di + GN].reshape(-1, cfg.n_groups, cfg.state_size)
+            self.v["C", l, t] = act[:, di + GN:].reshape(-1, cfg.n_groups, cfg.state_size)
+        return Job({"conv_i": beats}, {"conv_o": n_o, "conv_s": n_s}, finish)
+
+    def op_scan(self, l, t):
+        eng, L, idx, v = self.eng, self.model.layers[l], self.idx[t], self.v
+        start = self.state.ssm[l] if t == 0 else None
+        beats, n_o, n_s, decoded = scan_job(eng.scan_cfg, eng.scan_layout, self.ops, L, start, v["u", l, t],
+                                            v["dt", l, t], v["z", l, t], v["B", l, t], v["C", l, t],
+                                            self.src[idx], self.dst[idx])
+
+        def finish(got):
+            v["y", l, t], v["hs", l, t] = decoded(got["scan_o"], got["scan_s"])
+        return Job({"scan_i": beats}, {"scan_o": n_o, "scan_s": n_s}, finish)
+
+    # --- recompute: the accepted path from the starting state ---------------------------------
+    def op_accept(self):
+        pass
+
+    def op_reload(self, l):
+        pass
+
+    def op_reconv(self, l):
+        eng, L = self.eng, self.model.layers[l]
+        k = len(self.path)
+        pre = np.stack([c[l][0] for c in self.path])
+        beats, n_o, n_s, decoded = conv_job(eng.conv_cfg, eng.conv_layout, self.ops, L, self.state.conv[l], pre,
+                                            [0] * k, [0] * k, eng.case.get("corrupt_weight"))
+
+        def finish(got):
+            act, windows = decoded(got["conv_o"], got["conv_s"])
+            self.v["act", l] = act
+            self.new.conv[l] = windows[-1]
+        return Job({"conv_i": beats}, {"conv_o": n_o, "conv_s": n_s}, finish)
+
+    def op_rescan(self, l):
+        eng, L, cfg = self.eng, self.model.layers[l], self.model.cfg
+        k, act = len(self.path), self.v["act", l]
+        inputs = tuple(np.stack([c[l][2][j] for c in self.path]) for j in range(len(self.path[0][l][2])))
+        if eng.mamba2:
+            di, GN = cfg.intermediate_size, cfg.n_groups * cfg.state_size
+            u, dt = act[:, :di], self.ops.softplus(inputs[0] + L["dt_bias"])
+            B = act[:, di:di + GN].reshape(-1, cfg.n_groups, cfg.state_size)
+            C = act[:, di + GN:].reshape(-1, cfg.n_groups, cfg.state_size)
+        else:
+            u, (dt, B, C) = act, inputs
+        beats, n_o, n_s, decoded = scan_job(eng.scan_cfg, eng.scan_layout, self.ops, L, self.state.ssm[l], u, dt,
+                                            np.zeros_like(u), B, C, [0] * k, [0] * k)
+
+        def finish(got):
+            self.new.ssm[l] = decoded(got["scan_o"], got["scan_s"])[1][-1]
+        return Job({"scan_i": beats}, {"scan_o": n_o, "scan_s": n_s}, finish)
+
+    def op_restore(self, l):
+        pass
+
+
+class RTLEngine:
+    """Verification passes and recomputes on the RTL engine, each checked against the golden."""
+
+    def __init__(self, tb, case, target):
+        from specmx.hdl.mamba_engine import engine_gemm
+        from specmx.models.config import EngineConfig, FMAConfig
+        self.case, self.model = case, target
+        self.engine = EngineConfig(**{k: v for k, v in case["engine"].items() if k != "fma"}, fma=FMAConfig())
+        self.dims = model_dims(target.cfg)
+        self.mamba2 = self.dims.family == "mamba2"
+        self.gemm = engine_gemm(self.engine, self.dims)
+        self.cmd_widths = [max(1, v.bit_length()) for v in self.gemm.buffers[:2]]
+        self.conv_cfg, self.scan_cfg = unit_configs(self.engine, self.dims)
+        self.conv_layout = conv_layout(self.conv_cfg, self.engine.state_slots)
+        self.scan_layout = scan_layout(self.scan_cfg, self.engine.state_slots)
+        self.bus = EngineBus(tb, case["idle"], case["backpressure"])
+        self.timed = not case["idle"] and not case["backpressure"]
+        self.corrupt_pending = True
+        self.passes, self.timing_errors = [], []
+
+    async def _run(self, ops, work):
+        seq = Sequencer(self.bus, ops, work.handle)
+        self.bus.on_cycle = seq.on_cycle
+        await seq.finished.wait()
+        self.bus.on_cycle = None
+        g = step_graph(ops)
+        model = list_schedule(g)["span"]
+        bad = [(name, seq.span[name], model[name]) for name in seq.span if seq.span[name] != tuple(model[name])]
+        cycles = max(e for _, e in seq.span.values())
+        predicted = max(e for _, e in model.values())
+        if self.timed and bad:
+            self.timing_errors.append(bad[:3])
+        overlap = list_schedule(g)["overlap"]
+        measured_overlap = _overlap(seq.span, {op.name: op.unit for op in ops}, "mxu", "scan")
+        return {"cycles": cycles, "predicted": predicted, "timing_mismatches": len(bad) if self.timed else 0,
+                "overlap": measured_overlap, "predicted_overlap": overlap}
+
+    async def verify(self, state, tokens, parent, tile, cache, store):
+        assert tile == self.engine.tile, (tile, self.engine.tile)
+        work = EnginePass(self, state, tokens, parent, cache, store)
+        ops, info = step_ops(self.engine, self.dims, parent, "store" if store else "recompute", host_side=True)
+        verify_ops = [op for op in ops if not op.name.startswith(("accept", "reload", "reconv", "rescan", "restore"))]
+        timing = await self._run(verify_ops, work)
+        result = {"logits": work.logits, "states": work.states, "cache": work.caches, "peak_live_states": work.used}
+        gold = verify_tree(self.model, state, tokens, parent, tile, cache=cache, store=store)
+        bad = int(np.sum(gold["logits"].view(np.int32) != work.logits.view(np.int32)))
+        state_bad = 0
+        if store:
+            for g, r in zip(gold["states"], work.states):
+                state_bad += sum(int(np.sum(bf16(self.model.ops, a) != bf16(self.model.ops, b)))
+                                 for a, b in zip(g.conv, r.conv))
+                state_bad += sum(int(np.sum(a.view(np.int32) != b.view(np.int32))) for a, b in zip(g.ssm, r.ssm))
+        self.passes.append({"nodes": len(tokens), "logit_mismatches": bad, "state_mismatches": state_bad, **timing})
+        return result
+
+    async def recompute(self, state, path_caches):
+        parent = [-1] + list(range(len(path_caches) - 1))
+        work = EnginePass(self, state, [0] * len(path_caches), parent, False, False)
+        work.path, work.new = path_caches, state.copy()
+        ops, _ = step_ops(self.engine, self.dims, parent, "recompute", path=len(path_caches), host_side=True)
+        phase = [op for op in ops if op.name.startswith(("accept", "reload", "reconv", "rescan", "restore"))]
+        timing = await self._run(phase, work)
+        gold = _recompute(self.model, state, path_caches)
+        bad = sum(int(np.sum(bf16(self.model.ops, a) != bf16(self.model.ops, b))) for a, b in zip(gold.conv, work.new.conv))
+        bad += sum(int(np.sum(a.view(np.int32) != b.view(np.int32))) for a, b in zip(gold.ssm, work.new.ssm))
+        self.passes.append({"recompute_path": len(path_caches), "state_mismatches": bad, **timing})
+        return work.new
+
+
+def _overlap(span, unit, a, b):
+    """Cycles in which an operation of unit a and one of unit b both run."""
+    busy = lambda u: {c for n, (s, e) in span.items() if unit[n] == u for c in range(s, e)}
+    return len(busy(a) & busy(b))
+
+
+@cocotb.test()
+async def engine_generation_matches_golden(dut):
+    case = json.loads(os.environ["SPECMX_CASE"])
+    target, draft = build_models(case)
+    tb = TB(dut)
+    rtl = RTLEngine(tb, case, target)
+    await tb.start()
+    cocotb.start_soon(rtl.bus.run())
+    verify_rtl, recompute_rtl = resume(rtl.verify), resume(rtl.recompute)
+    kwargs = dict(tree=case["tree"], backtrack=case["backtrack"], memory_budget=case.get("memory_budget", 1 << 20),
+                  tile=rtl.engine.tile)
+    run = bridge(lambda: speculative_generate(
+        target, draft, case["prompt"], case["tokens"], **kwargs,
+        verify=lambda m, s, t, p, tile, cache, store: verify_rtl(s, t, p, tile, cache, store),
+        recompute=lambda m, s, path: recompute_rtl(s, path)))
+    tokens, stats = await run()
+    golden, _ = speculative_generate(target, draft, case["prompt"], case["tokens"], **kwargs)
+    passes = rtl.passes
+    verifications = [p for p in passes if "nodes" in p]
+    report = {"tokens": len(tokens), "token_mismatches": int(sum(a != b for a, b in zip(tokens, golden)))
+              + abs(len(tokens) - len(golden)),
+              "verifications": stats.target_passes, "strategies": stats.strategy_used,
+              "nodes": sum(p["nodes"] for p in verifications),
+              "logit_mismatches": sum(p.get("logit_mismatches", 0) for p in passes),
+              "state_mismatches": sum(p.get("state_mismatches", 0) for p in passes),
+              "timed": rtl.timed, "timing_mismatches": sum(p["timing_mismatches"] for p in passes),
+              "first_timing_mismatches": rtl.timing_errors[:2],
+              "measured_cycles": sum(p["cycles"] for p in passes),
+              "predicted_cycles": sum(p["predicted"] for p in passes),
+              "verify_cycles": [p["cycles"] for p in verifications],
+              "overlap": sum(p["overlap"] for p in verifications),
+              "predicted_overlap": sum(p["predicted_overlap"] for p in verifications),
+              "recompute_cycles": [p["cycles"] for p in passes if "recompute_path" in p],
+              "accepted_draft_tokens": stats.accepted_draft_tokens,
+              "protocol_errors": (rtl.bus.errors + sum((m.errors for m in rtl.bus.monitors), []))[:10]}
+    write_report(report)
