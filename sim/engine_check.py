@@ -27,7 +27,7 @@ def model_config(family):
 def check_engine(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, engine: EngineConfig = MICRO_ENGINE,
                  seed=0, draft="noise0.3", prompt=(1, 2, 3), idle=0.0, backpressure=0.0, simulator="verilator",
                  memory_budget=1 << 20, corrupt_weight=False, corrupt_weight_word=False, wrong_parent=False,
-                 waves=None):
+                 model_error=None, waves=None):
     """Run the co-simulation; returns its report (`tokens`, `token_mismatches`, `logit_mismatches`,
     `state_mismatches`, `timing_mismatches`, `measured_cycles`, `predicted_cycles`, ...) with `ok`.
     Without idle and back-pressure every operation's start and end cycle must equal the list
@@ -41,7 +41,7 @@ def check_engine(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, e
     case = {"family": family, "tree": list(tree) if not isinstance(tree, str) else tree, "backtrack": backtrack,
             "tokens": tokens, "seed": seed, "draft": draft, "prompt": list(prompt), "memory_budget": memory_budget,
             "engine": fields, "idle": idle, "backpressure": backpressure, "corrupt_weight": corrupt_weight,
-            "corrupt_weight_word": corrupt_weight_word, "wrong_parent": wrong_parent,
+            "corrupt_weight_word": corrupt_weight_word, "wrong_parent": wrong_parent, "model_error": model_error,
             "lanes": unit_configs(engine, dims)[1].lanes}          # the scan's: its reduction order
     result = run_cocotb(rtl, "mamba_engine", "specmx.sim.tb_mamba_engine", {"SPECMX_CASE": json.dumps(case)},
                         simulator, verilog_text=verilog, waves=waves)

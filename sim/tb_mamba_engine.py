@@ -21,6 +21,7 @@ corrupt_weight_word). Writes $SPECMX_REPORT.
 import json
 import os
 from collections import deque
+from dataclasses import replace
 
 import cocotb
 import numpy as np
@@ -33,7 +34,7 @@ from specmx.models.mamba import MambaState
 from specmx.models.perf.engine import list_schedule, model_dims, step_graph, step_ops, unit_configs
 from specmx.models.specdec import _recompute, assign_slots, speculative_generate, verify_tree
 from specmx.sim.engine_jobs import bf16, conv_job, linear_job, scan_job
-from specmx.sim.streams import TB, StreamMonitor, write_report
+from specmx.sim.streams import TB, write_report
 from specmx.sim.tree_ssm_check import build_models
 
 INPUTS = {"mxu": ("mxu_cmd", "mxu_a_in", "mxu_b_in"), "conv": ("conv_i",), "scan": ("scan_i",)}
@@ -57,13 +58,13 @@ class EngineBus:
     """Drives every stream of the engine from one coroutine, one cycle at a time: at the falling
     edge it lets the sequencer start operations (`on_cycle`), offers the next queued word of each
     input (memory beats once the memory model has them; random gaps with probability `idle`) and
-    sets each output's ready (random back-pressure); in the read-only phase it records transfers
-    and hands output words to the unit's running job."""
+    sets each output's ready (random back-pressure); in the read-only phase it records transfers,
+    hands output words to the unit's running job and checks the outputs' valid/ready protocol
+    (a refused word stays offered, unchanged) and that no unit sends a word nobody asked for."""
 
     def __init__(self, tb, idle, backpressure):
         self.tb, self.idle, self.backpressure = tb, idle, backpressure
         self.streams = {name: tb.stream(name) for unit in INPUTS for name in INPUTS[unit] + OUTPUTS[unit]}
-        self.monitors = [StreamMonitor(tb, s, n) for n, s in self.streams.items()]
         self.queues = {name: deque() for unit in INPUTS for name in INPUTS[unit]}
         self.offering = dict.fromkeys(self.queues, False)
         self.jobs = dict.fromkeys(INPUTS)                # the running job of each unit
@@ -91,27 +92,31 @@ class EngineBus:
     async def run(self):
         rng, clk = self.tb.rng, self.tb.dut.clk
         owner = {name: unit for unit in INPUTS for name in INPUTS[unit] + OUTPUTS[unit]}
+        outputs = [name for unit in OUTPUTS for name in OUTPUTS[unit]]
+        ready = dict.fromkeys(outputs, True)
+        pending = dict.fromkeys(outputs)                  # a word offered and refused last cycle
+        valid_now = dict.fromkeys(self.queues, False)     # what each input's valid is driven to
+        for name in outputs:
+            self.streams[name].ready.value = 1
         while True:
             await FallingEdge(clk)
             if self.on_cycle:
                 self.on_cycle(self.tb.cycle)
             for name, q in self.queues.items():
-                s = self.streams[name]
                 if not self.offering[name] and q and self._available(owner[name], name, q[0][0]) and \
                         not (self.idle and rng.random() < self.idle):
-                    s.payload.value = q[0][1]
+                    self.streams[name].payload.value = q[0][1]
                     self.offering[name] = True
-                s.valid.value = int(self.offering[name])
-            ready = {}
-            for unit in OUTPUTS:
-                for name in OUTPUTS[unit]:
-                    ready[name] = not (self.backpressure and rng.random() < self.backpressure)
+                if valid_now[name] != self.offering[name]:
+                    self.streams[name].valid.value = valid_now[name] = self.offering[name]
+            if self.backpressure:
+                for name in outputs:
+                    ready[name] = not rng.random() < self.backpressure
                     self.streams[name].ready.value = int(ready[name])
             await ReadOnly()
             cycle = self.tb.cycle
             for name, q in self.queues.items():
-                s = self.streams[name]
-                if self.offering[name] and int(s.ready.value):
+                if self.offering[name] and int(self.streams[name].ready.value):
                     q.popleft()
                     self.offering[name] = False
                     job = self.jobs[owner[name]]
@@ -121,11 +126,21 @@ class EngineBus:
                 job = self.jobs[unit]
                 for name in names:
                     s = self.streams[name]
-                    if ready[name] and int(s.valid.value):
-                        if job is None or len(job.got[name]) >= job.outputs[name]:
-                            self.errors.append(f"{name}: unexpected word at cycle {cycle}")
-                        else:
-                            job.got[name].append(int(s.payload.value))
+                    if not int(s.valid.value):
+                        if pending[name] is not None:
+                            self.errors.append(f"{name}: valid dropped at cycle {cycle} before {pending[name]:#x} was taken")
+                        pending[name] = None
+                        continue
+                    word = int(s.payload.value)
+                    if pending[name] is not None and word != pending[name]:
+                        self.errors.append(f"{name}: payload changed at cycle {cycle} while waiting for ready")
+                    pending[name] = None if ready[name] else word
+                    if not ready[name]:
+                        continue
+                    if job is None or len(job.got[name]) >= job.outputs[name]:
+                        self.errors.append(f"{name}: unexpected word at cycle {cycle}")
+                    else:
+                        job.got[name].append(word)
                 if job is not None and all(len(job.got[n]) == c for n, c in job.outputs.items()) and \
                         not any(self.queues[n] for n in INPUTS[unit]):
                     self.jobs[unit] = None
@@ -144,7 +159,7 @@ class Sequencer:
         self.queues = {}
         for op in ops:
             self.queues.setdefault(op.unit, deque()).append(op)
-        self.deps = {op.name: [d for d in op.deps if d in {o.name for o in ops}] for op in ops}
+        self.deps = {op.name: op.deps for op in ops}
         self.end, self.span, self.running = {}, {}, {}
         self.t0 = None
         self.finished = Event()
@@ -205,7 +220,7 @@ class EnginePass:
 
     def handle(self, op):
         kind, _, rest = op.name.partition("[")
-        key = tuple(int(k) for k in rest.rstrip("]").split(","))
+        key = tuple(int(k) for k in rest.rstrip("]").split(",")) if rest else ()
         return getattr(self, "op_" + kind)(*key)
 
     # --- host operations (zero cycles in the co-simulation) ----------------------------------
@@ -407,21 +422,24 @@ class RTLEngine:
         self.passes, self.timing_errors = [], []
 
     async def _run(self, ops, work):
+        names = {op.name for op in ops}                   # a phase's inputs from before it are done
+        ops = [replace(op, deps=tuple(d for d in op.deps if d in names)) for op in ops]
         seq = Sequencer(self.bus, ops, work.handle)
         self.bus.on_cycle = seq.on_cycle
         await seq.finished.wait()
         self.bus.on_cycle = None
-        g = step_graph(ops)
-        model = list_schedule(g)["span"]
+        if self.case.get("model_error") == "mxu+1":          # negative control: a cycle model one off
+            ops = [replace(op, cycles=op.cycles + 1) if op.unit == "mxu" else op for op in ops]
+        sched = list_schedule(step_graph(ops))
+        model = sched["span"]
         bad = [(name, seq.span[name], model[name]) for name in seq.span if seq.span[name] != tuple(model[name])]
         cycles = max(e for _, e in seq.span.values())
         predicted = max(e for _, e in model.values())
         if self.timed and bad:
             self.timing_errors.append(bad[:3])
-        overlap = list_schedule(g)["overlap"]
         measured_overlap = _overlap(seq.span, {op.name: op.unit for op in ops}, "mxu", "scan")
         return {"cycles": cycles, "predicted": predicted, "timing_mismatches": len(bad) if self.timed else 0,
-                "overlap": measured_overlap, "predicted_overlap": overlap}
+                "overlap": measured_overlap, "predicted_overlap": sched["overlap"]}
 
     async def verify(self, state, tokens, parent, tile, cache, store):
         assert tile == self.engine.tile, (tile, self.engine.tile)
@@ -495,5 +513,5 @@ async def engine_generation_matches_golden(dut):
               "predicted_overlap": sum(p["predicted_overlap"] for p in verifications),
               "recompute_cycles": [p["cycles"] for p in passes if "recompute_path" in p],
               "accepted_draft_tokens": stats.accepted_draft_tokens,
-              "protocol_errors": (rtl.bus.errors + sum((m.errors for m in rtl.bus.monitors), []))[:10]}
+              "protocol_errors": rtl.bus.errors[:10]}
     write_report(report)
