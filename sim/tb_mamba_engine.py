@@ -18,10 +18,12 @@ Parameters: $SPECMX_CASE (JSON: family, seed, draft, tree, backtrack, tokens, pr
 corrupt_weight_word). Writes $SPECMX_REPORT.
 """
 
+import functools
 import json
 import os
 from collections import deque
 from dataclasses import replace
+from types import SimpleNamespace
 
 import cocotb
 import numpy as np
@@ -479,6 +481,22 @@ def _overlap(span, unit, a, b):
     return len(busy(a) & busy(b))
 
 
+def greedy_decode(model, prompt, n_tokens, tile, verify):
+    """Plain decode through the engine: the prompt's prefix through the golden model (as
+    `speculative_generate` does), then each token a one-node verification (its logits and stored
+    state) with `verify`."""
+    prompt = model.check_tokens(np.asarray(prompt))
+    state = model.forward(prompt[:-1], model.initial_state(), return_state=True)[1] if prompt.size > 1 \
+        else model.initial_state()
+    token, tokens = int(prompt[-1]), []
+    for _ in range(n_tokens):
+        result = verify(state, [token], [-1], tile, False, True)
+        token = int(np.argmax(result["logits"][0]))
+        state = result["states"][0]
+        tokens.append(token)
+    return tokens, SimpleNamespace(target_passes=n_tokens, strategy_used={"store": n_tokens}, accepted_draft_tokens=0)
+
+
 @cocotb.test()
 async def engine_generation_matches_golden(dut):
     case = json.loads(os.environ["SPECMX_CASE"])
@@ -490,12 +508,19 @@ async def engine_generation_matches_golden(dut):
     verify_rtl, recompute_rtl = resume(rtl.verify), resume(rtl.recompute)
     kwargs = dict(tree=case["tree"], backtrack=case["backtrack"], memory_budget=case.get("memory_budget", 1 << 20),
                   tile=rtl.engine.tile)
-    run = bridge(lambda: speculative_generate(
-        target, draft, case["prompt"], case["tokens"], **kwargs,
-        verify=lambda m, s, t, p, tile, cache, store: verify_rtl(s, t, p, tile, cache, store),
-        recompute=lambda m, s, path: recompute_rtl(s, path)))
-    tokens, stats = await run()
-    golden, _ = speculative_generate(target, draft, case["prompt"], case["tokens"], **kwargs)
+    if case["tree"] == "single":                          # plain decode: one node per verification
+        kwargs["backtrack"] = "store"
+        generate = functools.partial(greedy_decode, target, case["prompt"], case["tokens"], rtl.engine.tile)
+        run = bridge(lambda: generate(verify=lambda s, t, p, tile, cache, store: verify_rtl(s, t, p, tile, cache, store)))
+        tokens, stats = await run()
+        golden, _ = generate(verify=lambda s, t, p, tile, cache, store: verify_tree(target, s, t, p, tile, cache, store))
+    else:
+        run = bridge(lambda: speculative_generate(
+            target, draft, case["prompt"], case["tokens"], **kwargs,
+            verify=lambda m, s, t, p, tile, cache, store: verify_rtl(s, t, p, tile, cache, store),
+            recompute=lambda m, s, path: recompute_rtl(s, path)))
+        tokens, stats = await run()
+        golden, _ = speculative_generate(target, draft, case["prompt"], case["tokens"], **kwargs)
     passes = rtl.passes
     verifications = [p for p in passes if "nodes" in p]
     report = {"tokens": len(tokens), "token_mismatches": int(sum(a != b for a, b in zip(tokens, golden)))

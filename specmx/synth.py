@@ -115,6 +115,8 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
         out["ecp5_carry"] = cells.get("CCU2C", 0)
         out["ecp5_dsp"] = cells.get("MULT18X18D", 0)
         out["ecp5_ff"] = sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF"))
+        out["ecp5_bram"] = cells.get("DP16KD", 0)
+        out["ecp5_lutram"] = cells.get("TRELLIS_DPR16X4", 0)
         if fmax:
             device = device or _ecp5_device(out["ecp5_lut"] + 2 * out["ecp5_carry"], out["ecp5_dsp"])
             out["ecp5_device"] = device

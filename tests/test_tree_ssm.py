@@ -17,6 +17,9 @@ def _assert_ok(report):
     assert not report["protocol_errors"] and report["ok"]
 
 
+# `make regress`: the engine co-simulation (tests/test_mamba_engine.py) runs these units inside
+# the composed engine in `make test`.
+@pytest.mark.regress
 def test_mamba1_tree_store_matches_golden():
     report = check_tree_ssm("mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, idle=0.1, backpressure=0.1)
     _assert_ok(report)
@@ -24,6 +27,7 @@ def test_mamba1_tree_store_matches_golden():
     assert report["accepted_draft_tokens"] > 0
 
 
+@pytest.mark.regress
 def test_negative_controls_are_caught():
     weight = check_tree_ssm("mamba1", tree=(3, 2, 1), backtrack="store", tokens=2, corrupt_weight=True)
     assert weight["logit_mismatches"] > 0 and not weight["ok"]

@@ -1,6 +1,6 @@
 """`specmx engine perf|check`: the Mamba engine's cycle model for one speculative verification
-step and for plain decode, for any model size, in milliseconds; and speculative generation with
-the SSM in series on the RTL (tree-mode conv and scan units) against the golden run."""
+step and for plain decode, for any model size, in milliseconds; and speculative generation on
+the RTL engine (`hdl.mamba_engine`) against the golden run and that cycle model."""
 
 import json
 from pathlib import Path
@@ -116,61 +116,144 @@ def register(nouns, formatter):
     p.add_argument("--out", default="out", metavar="DIR", help="folder for the JSON result")
     p.set_defaults(func=cmd_perf)
     register_check(verbs, formatter)
+    register_synth(verbs, formatter)
 
 
 def cmd_check(args):
-    """Speculative generation with the SSM in series on the RTL (tree-mode conv and scan units)
-    and the linear layers on the host, against the golden run."""
+    """Speculative generation (or plain decode) on the RTL engine: linear layers on the matrix
+    engine, conv and scan on the SSM units, the host as sequencer; against the golden run and
+    the cycle model."""
     from specmx.cli.common import check_simulator
-    from specmx.models.specdec import TreeShape
-    from specmx.sim.tree_ssm_check import check_tree_ssm
+    from specmx.models.perf.engine import tree_parents
+    from specmx.models.specdec import TreeShape, live_states
+    from specmx.sim.engine_check import MICRO_ENGINE, check_engine
     check_simulator(args.sim)
+    if args.sim != "verilator":
+        raise UsageError(f"sim: the engine co-simulation runs on verilator (Icarus would take hours); got {args.sim!r}")
+    if args.model != "micro":
+        raise UsageError(f"model: the co-simulation runs the random micro model of each family; allowed: micro, "
+                         f"got {args.model!r}")
+    single = args.tree in ("single", "0", "")
     try:
-        tree = TreeShape(args.tree)
+        tree = None if single else TreeShape(args.tree)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     for name, value in (("idle", args.idle), ("backpressure", args.backpressure)):
         if not 0 <= value < 1:
             raise UsageError(f"{name}: must be a probability in 0..1 (exclusive of 1), got {value}")
-    for name, value, high in (("tokens", args.tokens, 256), ("lanes", args.lanes, 8), ("slots", args.slots, 64),
-                              ("tile", args.tile, 64)):
-        if not 1 <= value <= high:
-            raise UsageError(f"{name}: must be 1..{high}, got {value}")
-    from specmx.models.perf.engine import tree_parents
-    from specmx.models.specdec import live_states
-    if not isinstance(tree, dict) and live_states(tree_parents(tree)) > args.slots:
-        raise UsageError(f"tree: needs {live_states(tree_parents(tree))} live states per layer; --slots is {args.slots}")
-    if isinstance(tree, dict) and tree["budget"] + 1 > args.slots:
-        raise UsageError(f"tree: a budget of {tree['budget']} nodes can need {tree['budget'] + 1} slots; --slots is {args.slots}")
-    if args.model != "micro":
-        raise UsageError(f"model: the co-simulation runs the random micro model of each family; allowed: micro, "
-                         f"got {args.model!r}")
-    report = check_tree_ssm(args.family, tree=f"budget={tree['budget']}" if isinstance(tree, dict) else tree,
-                            backtrack=args.backtrack, tokens=args.tokens, lanes=args.lanes, slots=args.slots,
-                            tile=args.tile, seed=args.seed, idle=args.idle, backpressure=args.backpressure,
-                            simulator=args.sim)
+    if not 1 <= args.tokens <= 256:
+        raise UsageError(f"tokens: must be 1..256, got {args.tokens}")
+    base = design(args).engine if args.spec else MICRO_ENGINE
+    engine = with_fields(base, rows=args.rows, cols=args.cols, pe_stages=args.stages, lanes=args.lanes,
+                         tile=args.tile, state_slots=args.state_slots, mem_latency=args.mem_latency,
+                         mem_words=args.mem_words)
+    for name, value, high in (("engine.rows", engine.rows, 8), ("engine.cols", engine.cols, 8),
+                              ("engine.lanes", engine.lanes, 8), ("engine.tile", engine.tile, 32),
+                              ("engine.state_slots", engine.state_slots, 64)):
+        if value > high:
+            raise UsageError(f"{name}: the co-simulation takes at most {high}, got {value}")
+    if engine.state_slots < 2:
+        raise UsageError(f"engine.state_slots: tree mode needs at least 2, got {engine.state_slots}")
+    if engine.fma.in_fmt != "bf16" or not engine.fma.exact:
+        raise UsageError("engine.fma: the co-simulation runs the exact bf16 x bf16 + fp32 FMA of the hardware "
+                         "numerics model; allowed: in_fmt bf16 without window")
+    need = 1 if single else (tree["budget"] + 1 if isinstance(tree, dict) else live_states(tree_parents(tree)))
+    if need > engine.state_slots:
+        raise UsageError(f"tree: needs up to {need} live states per layer; engine.state_slots holds "
+                         f"{engine.state_slots}")
+    report = check_engine(args.family, tree="single" if single else
+                          (f"budget={tree['budget']}" if isinstance(tree, dict) else tree),
+                          backtrack=args.backtrack, tokens=args.tokens, engine=engine, seed=args.seed,
+                          idle=args.idle, backpressure=args.backpressure, simulator=args.sim)
     if report.get("measured_cycles") is None:
         raise RuntimeError(f"sim: the co-simulation did not complete; log in {report['log_dir']}")
     mismatches = report["token_mismatches"] + report["logit_mismatches"] + report["state_mismatches"]
+    timing = (f"{report['timing_mismatches']} operations off the list schedule" if report["timed"] else
+              "timing unchecked under random stalls")
     print(f"{report['tokens']} tokens, {mismatches} mismatches, measured {report['measured_cycles']} cycles, "
           f"predicted {report['predicted_cycles']} ({report['verifications']} verifications, {report['nodes']} nodes, "
-          f"{report['unit_runs']} conv/scan runs on the RTL; linear layers on the host)")
+          f"overlap {report['overlap']} cycles measured, {report['predicted_overlap']} predicted; {timing})")
     return 0 if report["ok"] else 1
 
 
 def register_check(verbs, formatter):
     from specmx.cli.common import add_sim_options
-    p = verbs.add_parser("check", help="speculative generation with the SSM units on the RTL against the golden",
-                         formatter_class=formatter)
+    p = verbs.add_parser("check", help="speculative generation on the RTL engine against the golden and the "
+                         "cycle model", formatter_class=formatter)
     p.add_argument("--model", default="micro", help="micro (random weights, unit-scale embeddings)")
     p.add_argument("--family", choices=("mamba1", "mamba2"), default="mamba1")
-    p.add_argument("--tree", default="3,2,1", metavar="W1,W2,...|budget=N")
+    p.add_argument("--tree", default="3,2,1", metavar="W1,W2,...|budget=N|single",
+                   help="the draft tree ('single': plain decode, one node per verification)")
     p.add_argument("--backtrack", choices=BACKTRACK, default="store")
     p.add_argument("--tokens", type=int, default=8, metavar="N")
-    p.add_argument("--lanes", type=int, default=1, metavar="N", help="conv/scan lanes")
-    p.add_argument("--slots", type=int, default=8, metavar="N", help="state slots per unit")
-    p.add_argument("--tile", type=int, default=8, metavar="N")
-    p.add_argument("--idle", type=float, default=0.1, metavar="P")
-    p.add_argument("--backpressure", type=float, default=0.1, metavar="P")
+    p.add_argument("--idle", type=float, default=0.0, metavar="P",
+                   help="random gaps on the host's streams (then timing is not checked)")
+    p.add_argument("--backpressure", type=float, default=0.0, metavar="P", help="random back-pressure, likewise")
+    add_spec_option(p)
+    g = p.add_argument_group("engine (default: the micro engine, 4x4 WS, s = 3, 1 lane, tile 8, 8 slots, "
+                             "memory 16 cycles / 1 word; a --spec file's engine section replaces it)")
+    for flag, what in (("--rows", "matrix engine rows"), ("--cols", "matrix engine columns"),
+                       ("--stages", "FMA pipeline stages per PE"), ("--lanes", "conv/scan lanes"),
+                       ("--tile", "tree nodes per tile (M of each linear layer)"),
+                       ("--state-slots", "state buffer slots per layer"),
+                       ("--mem-latency", "memory latency in cycles"),
+                       ("--mem-words", "32-bit words per cycle per memory channel")):
+        g.add_argument(flag, type=int, default=None, metavar="N", help=what)
     add_sim_options(p)
     p.set_defaults(func=cmd_check)
+
+
+def cmd_synth(args):
+    """ECP5 area (and, with --fmax, nextpnr's Fmax) of the engine built for a model: the matrix
+    engine (its PE mapped once, counted R x C times) and the conv and scan units in tree mode."""
+    from specmx.boards.ecp5 import ECP5_DEVICES
+    from specmx.cli.common import save_result
+    from specmx.hdl.mamba_engine import MambaEngine
+    from specmx.hdl.systolic import PE_MODULE
+    from specmx.models.perf.engine import model_dims
+    from specmx.synth import synthesize
+    base = design(args).engine if args.spec else _micro_engine()
+    engine = with_fields(base, rows=args.rows, cols=args.cols, pe_stages=args.stages, lanes=args.lanes,
+                         tile=args.tile, state_slots=args.state_slots)
+    if engine.state_slots < 2:
+        raise UsageError(f"engine.state_slots: tree mode needs at least 2, got {engine.state_slots}")
+    dims = model_dims(model_config(args.model))
+    rtl = MambaEngine(engine, dims)
+    result = {"model": args.model, "family": dims.family, "rows": engine.rows, "cols": engine.cols,
+              "dataflow": engine.dataflow, "pe_stages": engine.pe_stages, "lanes": engine.lanes,
+              "tile": engine.tile, "state_slots": engine.state_slots, "config": engine.fma.name}
+    figures = synthesize(rtl, "mamba_engine", fmax=args.fmax, blocks={PE_MODULE: rtl.mxu.array.pe()},
+                         generic=args.generic)
+    result.update({k: v for k, v in figures.items() if not k.startswith("block_")})
+    luts, dsps = figures["ecp5_lut"] + 2 * figures["ecp5_carry"], figures["ecp5_dsp"]
+    lut_cap, dsp_cap = ECP5_DEVICES["85k"]
+    result["fits_ecp5_85f"] = bool(luts <= lut_cap and dsps <= dsp_cap and figures["ecp5_bram"] <= 208)
+    result["ecp5_85f_lut_share"] = round(luts / lut_cap, 3)
+    name = f"synth_engine_{Path(args.model).name}_{engine.rows}x{engine.cols}_l{engine.lanes}.json"
+    return save_result(result, Path(args.out) / name, args.json)
+
+
+def _micro_engine():
+    from specmx.sim.engine_check import MICRO_ENGINE
+    return MICRO_ENGINE
+
+
+def register_synth(verbs, formatter):
+    p = verbs.add_parser("synth", help="ECP5 area (and Fmax) of the engine built for a model",
+                         formatter_class=formatter)
+    p.add_argument("--model", default="micro", metavar="NAME|DIR", help="the model the engine is built for")
+    add_spec_option(p)
+    g = p.add_argument_group("engine (default: the co-simulation's micro engine; a --spec file's engine section "
+                             "replaces it)")
+    for flag, what in (("--rows", "matrix engine rows"), ("--cols", "matrix engine columns"),
+                       ("--stages", "FMA pipeline stages per PE"), ("--lanes", "conv/scan lanes"),
+                       ("--tile", "tree nodes per tile"), ("--state-slots", "state buffer slots per layer")):
+        g.add_argument(flag, type=int, default=None, metavar="N", help=what)
+    p.add_argument("--fmax", action="store_true",
+                   help="also place and route with nextpnr-ecp5 for Fmax (tens of minutes on 2 cores)")
+    p.add_argument("--generic", action="store_true",
+                   help="also the technology-neutral gate and LUT4 counts (ABC maps every multiplier to gates: "
+                        "hours for the function units)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--out", default="out", metavar="DIR", help="folder for the JSON result")
+    p.set_defaults(func=cmd_synth)

@@ -1,0 +1,76 @@
+"""The Mamba engine on the RTL (`hdl.mamba_engine`): speculative generation of a micro model with
+the linear layers on the matrix engine (weights from the memory model), the conv and scan on the
+tree-mode units and the host as sequencer. Every verification pass's per-node logits and states,
+and every recomputed state, bit for bit against the golden; the tokens equal to the golden
+run's; without random stalls, every operation's start and end cycle equal to the list schedule
+of `perf.engine.step_ops` (so the step's cycles and the overlap too). Negative controls: a
+corrupted weight word in memory, a wrong parent slot, a cycle model one cycle off per linear
+layer."""
+
+from dataclasses import replace
+
+import pytest
+
+from specmx.sim.engine_check import MICRO_ENGINE, check_engine
+
+
+def _assert_ok(report, timed=True):
+    assert report["passed"], report["log_dir"]
+    assert report["token_mismatches"] == 0 and report["logit_mismatches"] == 0, report
+    assert report["state_mismatches"] == 0, report
+    assert not report["protocol_errors"], report["protocol_errors"]
+    assert report["timed"] == timed
+    if timed:
+        assert report["timing_mismatches"] == 0, report["first_timing_mismatches"]
+        assert report["measured_cycles"] == report["predicted_cycles"] > 0
+        assert report["overlap"] == report["predicted_overlap"]
+    assert report["ok"]
+
+
+def test_mamba1_tree_on_rtl_engine_bit_and_cycle_exact():
+    report = check_engine("mamba1", tree=(3, 2, 1), backtrack="store", tokens=4)
+    _assert_ok(report)
+    assert report["tokens"] == 4 and report["nodes"] >= 16 and report["accepted_draft_tokens"] > 0
+    assert report["overlap"] > 0            # the matrix engine ran while the scan unit did
+
+
+def test_negative_controls_are_caught():
+    weight = check_engine("mamba1", tokens=1, corrupt_weight_word=True)
+    assert weight["logit_mismatches"] > 0 and weight["timing_mismatches"] == 0 and not weight["ok"]
+    parent = check_engine("mamba1", tokens=1, wrong_parent=True)
+    assert parent["logit_mismatches"] > 0 and not parent["ok"]
+    timing = check_engine("mamba1", tokens=1, model_error="mxu+1")
+    assert timing["logit_mismatches"] == 0 and timing["timing_mismatches"] > 0 and not timing["ok"]
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("family", ["mamba1", "mamba2"])
+@pytest.mark.parametrize("backtrack", ["store", "recompute", "hybrid"])
+def test_32_token_generation_each_backtracking_mode(family, backtrack):
+    """32 tokens of speculative generation on the RTL engine (hybrid with a budget below 16
+    nodes' states, so it recomputes), cycle-exact."""
+    report = check_engine(family, tree=(3, 2, 1), backtrack=backtrack, tokens=32, memory_budget=40_000, seed=1)
+    _assert_ok(report)
+    assert report["tokens"] == 32
+    expected = {"store": "store", "recompute": "recompute", "hybrid": "recompute"}[backtrack]
+    assert set(report["strategies"]) == {expected}, report["strategies"]
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("family", ["mamba1", "mamba2"])
+@pytest.mark.parametrize("tree", [(1, 1, 1, 1), "budget=8", (1,), (4, 2), "single"],
+                         ids=["chain", "budget8", "one", "4-2", "decode"])
+def test_tree_shapes_with_four_node_tiles(family, tree):
+    """Trees of every kind on an engine with 4-node tiles (several tiles per layer: the matrix
+    engine runs tile t+1 while the scan unit runs tile t), and plain decode."""
+    report = check_engine(family, tree=tree, backtrack="store", tokens=8, engine=replace(MICRO_ENGINE, tile=4), seed=2)
+    _assert_ok(report)
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("family", ["mamba1", "mamba2"])
+def test_random_stalls_two_lanes(family):
+    """Random gaps and back-pressure on every stream of a 2-lane engine: bits and tokens exact."""
+    report = check_engine(family, tree=(3, 2, 1), backtrack="hybrid", tokens=8, idle=0.2, backpressure=0.2,
+                          engine=replace(MICRO_ENGINE, lanes=2), memory_budget=40_000, seed=3)
+    _assert_ok(report, timed=False)
