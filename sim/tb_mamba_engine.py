@@ -15,7 +15,8 @@ left out (stalls move operations) and the bits, tokens and stream protocol are c
 
 Parameters: $SPECMX_CASE (JSON: family, seed, draft, tree, backtrack, tokens, prompt, engine
 (EngineConfig fields), memory_budget, negative controls corrupt_weight / wrong_parent /
-corrupt_weight_word). Writes $SPECMX_REPORT.
+corrupt_weight_word / model_error, or negative_controls: all three, one pass each).
+Writes $SPECMX_REPORT.
 """
 
 import functools
@@ -447,7 +448,7 @@ class RTLEngine:
         assert tile == self.engine.tile, (tile, self.engine.tile)
         work = EnginePass(self, state, tokens, parent, cache, store)
         ops, info = step_ops(self.engine, self.dims, parent, "store" if store else "recompute", host_side=True)
-        verify_ops = [op for op in ops if not op.name.startswith(("accept", "reload", "reconv", "rescan", "restore"))]
+        verify_ops = [op for op in ops if op.phase == "verify"]
         timing = await self._run(verify_ops, work)
         result = {"logits": work.logits, "states": work.states, "cache": work.caches, "peak_live_states": work.used}
         gold = verify_tree(self.model, state, tokens, parent, tile, cache=cache, store=store)
@@ -466,7 +467,7 @@ class RTLEngine:
         work = EnginePass(self, state, [0] * len(path_caches), parent, False, False)
         work.path, work.new = path_caches, state.copy()
         ops, _ = step_ops(self.engine, self.dims, parent, "recompute", path=len(path_caches), host_side=True)
-        phase = [op for op in ops if op.name.startswith(("accept", "reload", "reconv", "rescan", "restore"))]
+        phase = [op for op in ops if op.phase == "backtrack"]
         timing = await self._run(phase, work)
         gold = _recompute(self.model, state, path_caches)
         bad = sum(int(np.sum(bf16(self.model.ops, a) != bf16(self.model.ops, b))) for a, b in zip(gold.conv, work.new.conv))
@@ -497,6 +498,25 @@ def greedy_decode(model, prompt, n_tokens, tile, verify):
     return tokens, SimpleNamespace(target_passes=n_tokens, strategy_used={"store": n_tokens}, accepted_draft_tokens=0)
 
 
+async def negative_controls(rtl, case, target):
+    """One (3, 2, 1) verification pass per control, in one simulation: a cycle model one cycle
+    off per linear layer, one flipped bit in one weight word in memory, the last node reading a
+    wrong slot. Each pass is checked as any other; the report gives what each one caught."""
+    from specmx.models.perf.engine import tree_parents
+    parent = tree_parents((3, 2, 1))
+    tokens = [int(t) for t in np.random.default_rng(case["seed"]).integers(0, target.cfg.vocab_size, len(parent))]
+    prompt = target.check_tokens(np.asarray(case["prompt"]))
+    state = target.forward(prompt[:-1], target.initial_state(), return_state=True)[1]
+    controls = {}
+    for name, value in (("model_error", "mxu+1"), ("corrupt_weight_word", True), ("wrong_parent", True)):
+        rtl.case = dict(case, **{name: value})
+        rtl.corrupt_pending = True
+        await rtl.verify(state, tokens, parent, rtl.engine.tile, False, True)
+        p = rtl.passes[-1]
+        controls[name] = {k: p[k] for k in ("logit_mismatches", "state_mismatches", "timing_mismatches")}
+    write_report({"controls": controls, "protocol_errors": rtl.bus.errors[:10]})
+
+
 @cocotb.test()
 async def engine_generation_matches_golden(dut):
     case = json.loads(os.environ["SPECMX_CASE"])
@@ -505,6 +525,9 @@ async def engine_generation_matches_golden(dut):
     rtl = RTLEngine(tb, case, target)
     await tb.start()
     cocotb.start_soon(rtl.bus.run())
+    if case.get("negative_controls"):
+        await negative_controls(rtl, case, target)
+        return
     verify_rtl, recompute_rtl = resume(rtl.verify), resume(rtl.recompute)
     kwargs = dict(tree=case["tree"], backtrack=case["backtrack"], memory_budget=case.get("memory_budget", 1 << 20),
                   tile=rtl.engine.tile)

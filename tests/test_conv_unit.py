@@ -16,8 +16,9 @@ def _off_by_one(cycles):
     return replace(cycles, total=cycles.total + 1)
 
 
-# The single-sequence runs (clear bits, corner tokens) are in `make regress`; `make test` runs the
-# same datapath in tree mode below (NaN, inf, 1e30 and subnormal inputs among the nodes).
+# The unit's own runs (single sequence with clear bits and corner tokens; tree mode with NaN, inf,
+# 1e30 and subnormal inputs among the nodes, random stalls, negative controls) are in `make
+# regress`; `make test` runs the conv unit in tree mode inside the engine (test_mamba_engine.py).
 @pytest.mark.regress
 def test_conv_matches_numerics_and_cycle_model():
     report = check_conv(SMALL, tokens=24, idle=0.2, backpressure=0.2, seed=2)
@@ -59,6 +60,7 @@ def test_conv_rejects_bad_configuration():
 TREE = SSMConfig(d_inner=4, lanes=2, kernel=3)
 
 
+@pytest.mark.regress          # make test runs the conv in tree mode inside the engine (test_mamba_engine.py)
 def test_conv_tree_mode_matches_numerics_and_cycle_model():
     from specmx.models.perf.engine import tree_parents
     from specmx.sim.ssm_check import check_conv_tree

@@ -7,6 +7,9 @@ of `perf.engine.step_ops` (so the step's cycles and the overlap too). Negative c
 corrupted weight word in memory, a wrong parent slot, a cycle model one cycle off per linear
 layer."""
 
+import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -27,20 +30,32 @@ def _assert_ok(report, timed=True):
     assert report["ok"]
 
 
-def test_mamba1_tree_on_rtl_engine_bit_and_cycle_exact():
-    report = check_engine("mamba1", tree=(3, 2, 1), backtrack="store", tokens=4)
+def test_mamba1_tree_on_rtl_engine_bit_and_cycle_exact(tmp_path):
+    """`specmx engine check` (Mamba-1 micro, (3, 2, 1), 4 tokens): its summary line, and the report
+    it saves: bit-exact, every operation on the list schedule's cycles, overlap measured."""
+    proc = subprocess.run([sys.executable, "-m", "specmx.cli", "engine", "check", "--family", "mamba1", "--tree",
+                           "3,2,1", "--tokens", "4", "--sim", "verilator", "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("4 tokens, 0 mismatches, measured ") and "predicted" in line, line
+    measured, predicted = line.split("measured ")[1].split(" cycles, predicted ")
+    assert int(measured) == int(predicted.split()[0]) > 0, line
+    report = json.loads((tmp_path / "engine_check_mamba1.json").read_text())
     _assert_ok(report)
     assert report["tokens"] == 4 and report["nodes"] >= 16 and report["accepted_draft_tokens"] > 0
     assert report["overlap"] > 0            # the matrix engine ran while the scan unit did
 
 
 def test_negative_controls_are_caught():
-    weight = check_engine("mamba1", tokens=1, corrupt_weight_word=True)
-    assert weight["logit_mismatches"] > 0 and weight["timing_mismatches"] == 0 and not weight["ok"]
-    parent = check_engine("mamba1", tokens=1, wrong_parent=True)
-    assert parent["logit_mismatches"] > 0 and not parent["ok"]
-    timing = check_engine("mamba1", tokens=1, model_error="mxu+1")
-    assert timing["logit_mismatches"] == 0 and timing["timing_mismatches"] > 0 and not timing["ok"]
+    """One pass each (one simulation): a model one cycle off per linear layer fails timing only;
+    a flipped weight bit in memory and a wrong parent slot fail the logits."""
+    report = check_engine("mamba1", negative_controls=True)
+    c = report["controls"]
+    assert c["model_error"]["timing_mismatches"] > 0 and c["model_error"]["logit_mismatches"] == 0, c
+    assert c["corrupt_weight_word"]["logit_mismatches"] > 0 and c["corrupt_weight_word"]["timing_mismatches"] == 0, c
+    assert c["wrong_parent"]["logit_mismatches"] > 0, c
+    assert not report["protocol_errors"]
 
 
 @pytest.mark.regress

@@ -25,7 +25,10 @@ def _off_by_one(*args):
     return replace(cycles, total=cycles.total + 1)
 
 
-@pytest.mark.parametrize("ssm", [MAMBA1, pytest.param(MAMBA2, marks=pytest.mark.regress)],
+# `make regress`: make test runs the scan unit in tree mode (below, and inside the engine in
+# test_mamba_engine.py) and on Icarus.
+@pytest.mark.parametrize("ssm", [pytest.param(MAMBA1, marks=pytest.mark.regress),
+                                 pytest.param(MAMBA2, marks=pytest.mark.regress)],
                          ids=["mamba1-l2", "mamba2-l1-g2"])
 def test_scan_matches_numerics_and_cycle_model(ssm):
     report = check_scan(ssm, tokens=12, idle=0.2, backpressure=0.2, seed=5)

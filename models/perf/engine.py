@@ -120,13 +120,15 @@ def tree_parents(widths):
 
 @dataclass(frozen=True)
 class Op:
-    """One operation: its unit, its cycles, the operations it waits for, memory words moved."""
+    """One operation: its unit, its cycles, the operations it waits for, memory words moved, and
+    its phase: "verify" (the verification pass) or "backtrack" (recompute after acceptance)."""
 
     name: str
     unit: str
     cycles: int
     deps: tuple = ()
     words: int = 0
+    phase: str = "verify"
 
 
 def _packed(n, bits):
@@ -141,12 +143,13 @@ HOST_SIDE_UNITS = ("norm", "fu", "rd", "wr", "host")
 class _Program:
     engine: EngineConfig
     host_side: bool = False
+    phase: str = "verify"
     ops: list = field(default_factory=list)
 
     def add(self, name, unit, cycles, deps=(), words=0):
         if self.host_side and unit in HOST_SIDE_UNITS:
             cycles = 0
-        self.ops.append(Op(name, unit, int(cycles), tuple(d for d in deps if d), int(words)))
+        self.ops.append(Op(name, unit, int(cycles), tuple(d for d in deps if d), int(words), self.phase))
         return name
 
     def mem(self, name, unit, words, deps=()):
@@ -273,6 +276,7 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
                 pre(job + 1)
 
     if strategy == "recompute":                                 # re-run the accepted path
+        p.phase = "backtrack"
         p.add("accept", "host", 0, [f"logits[{t}]" for t in range(nt)])
         for l in range(L):
             p.mem(f"reload[{l}]", "rd", dims.state_words + path * dims.cache_words, ["accept"])
@@ -389,7 +393,7 @@ def engine_perf(engine: EngineConfig, dims: ModelDims, parent, backtrack="store"
     cycles = max(e for _, e in span.values())
     decode_ops, _ = step_ops(engine, dims, [-1], "store")
     decode = max(e for _, e in step_cycles(decode_ops).values())
-    verify_end = max(span[o.name][1] for o in ops if not o.name.startswith(("accept", "re")))
+    verify_end = max(span[o.name][1] for o in ops if o.phase == "verify")
     out = {"nodes": info["nodes"], "tiles": info["tiles"], "live_states": info["live_states"],
            "strategy": info["strategy"], "accepted_path": info["path"],
            "cycles_per_verification": cycles, "verify_cycles": verify_end, "backtrack_cycles": cycles - verify_end,

@@ -167,6 +167,9 @@ def cmd_check(args):
                           idle=args.idle, backpressure=args.backpressure, simulator=args.sim)
     if report.get("measured_cycles") is None:
         raise RuntimeError(f"sim: the co-simulation did not complete; log in {report['log_dir']}")
+    out = Path(args.out) / f"engine_check_{args.family}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
     mismatches = report["token_mismatches"] + report["logit_mismatches"] + report["state_mismatches"]
     timing = (f"{report['timing_mismatches']} operations off the list schedule" if report["timed"] else
               "timing unchecked under random stalls")
@@ -190,6 +193,7 @@ def register_check(verbs, formatter):
                    help="random gaps on the host's streams (then timing is not checked)")
     p.add_argument("--backpressure", type=float, default=0.0, metavar="P", help="random back-pressure, likewise")
     add_spec_option(p)
+    p.add_argument("--out", default="out", metavar="DIR", help="folder for the JSON report (engine_check_<family>.json)")
     g = p.add_argument_group("engine (default: the micro engine, 4x4 WS, s = 3, 1 lane, tile 8, 8 slots, "
                              "memory 16 cycles / 1 word; a --spec file's engine section replaces it)")
     for flag, what in (("--rows", "matrix engine rows"), ("--cols", "matrix engine columns"),
