@@ -19,8 +19,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-__all__ = ["pack_lanes", "TB", "Stream", "StreamSource", "MemorySource", "StreamSink", "StreamMonitor", "StreamHarness", "Scoreboard",
-           "write_report"]
+__all__ = ["pack_lanes", "TB", "Stream", "StreamSource", "MemorySource", "memory_ready_cycle", "StreamSink",
+           "StreamMonitor", "StreamHarness", "Scoreboard", "write_report"]
 
 
 def pack_lanes(rows, bits):
@@ -101,16 +101,21 @@ class StreamSource:
     def done(self):
         return len(self.accepted) == len(self.words)
 
+    def _offer(self, index):
+        """Whether to offer word `index` this cycle (not before a random gap)."""
+        if index > 0 and self.idle and self.tb.rng.random() < self.idle:
+            self.gaps += 1
+            return False
+        return True
+
     async def _run(self):
         clk, index, valid = self.tb.dut.clk, 0, False
         while index < len(self.words):
             await FallingEdge(clk)
             if not valid:
-                valid = not (index > 0 and self.idle and self.tb.rng.random() < self.idle)
+                valid = self._offer(index)
                 if valid:
                     self.stream.payload.value = self.words[index]
-                else:
-                    self.gaps += 1
                 self.stream.valid.value = int(valid)
             await ReadOnly()
             ready = int(self.stream.ready.value)
@@ -128,40 +133,25 @@ class MemorySource(StreamSource):
     """A read from the external memory model: `words` (beats of `beat_words` words each) stream
     at `words_per_cycle` words per cycle starting `latency` cycles after the request, made in
     cycle `start`: beat i may be offered from cycle start + latency + ceil((i+1)*beat_words /
-    words_per_cycle) on (`available`), and waits there, in order, until taken (the memory keeps
+    words_per_cycle) on (`memory_ready_cycle`), and waits there, in order, until taken (the memory keeps
     delivering into its buffer meanwhile). `start` may be a callable that returns None until the
-request is made (e.g. `lambda: cmd.accepted[0] if cmd.accepted else None`). No random gaps: every stall it causes follows from
-    latency and bandwidth (`models.perf.gemm.memory_stall_cycles`)."""
+    request is made (`lambda: cmd.accepted[0] if cmd.accepted else None`). No random gaps: every
+    stall it causes follows from latency and bandwidth (`models.perf.gemm.memory_stall_cycles`)."""
 
     def __init__(self, tb, stream, words, start, latency, words_per_cycle, beat_words):
         self.start, self.latency, self.rate, self.beat_words = start, latency, words_per_cycle, beat_words
         super().__init__(tb, stream, words)
 
-    def available(self, index):
+    def _offer(self, index):
         start = self.start() if callable(self.start) else self.start
-        if start is None:
-            return None
-        return start + self.latency + -(-(index + 1) * self.beat_words // self.rate)
+        return start is not None and self.tb.cycle >= memory_ready_cycle(start, self.latency, self.rate,
+                                                                        self.beat_words, index)
 
-    async def _run(self):
-        clk, index, valid = self.tb.dut.clk, 0, False
-        while index < len(self.words):
-            await FallingEdge(clk)
-            ready_at = self.available(index)
-            if not valid and ready_at is not None and self.tb.cycle >= ready_at:
-                valid = True
-                self.stream.payload.value = self.words[index]
-            self.stream.valid.value = int(valid)
-            await ReadOnly()
-            ready = int(self.stream.ready.value)
-            if valid and ready:
-                self.accepted.append(self.tb.cycle)
-                index += 1
-                valid = False
-            elif ready and index > 0:
-                self.starved += 1
-        await FallingEdge(clk)
-        self.stream.valid.value = 0
+
+def memory_ready_cycle(start, latency, words_per_cycle, beat_words, index):
+    """The first cycle the memory model can offer beat `index` of a read requested in cycle
+    `start`: start + latency + ceil((index+1) * beat_words / words_per_cycle)."""
+    return start + latency + -(-(index + 1) * beat_words // words_per_cycle)
 
 
 class StreamSink:

@@ -37,7 +37,7 @@ from specmx.models.mamba import MambaState
 from specmx.models.perf.engine import list_schedule, model_dims, step_graph, step_ops, unit_configs
 from specmx.models.specdec import _recompute, assign_slots, speculative_generate, verify_tree
 from specmx.sim.engine_jobs import bf16, conv_job, linear_job, scan_job
-from specmx.sim.streams import TB, write_report
+from specmx.sim.streams import TB, memory_ready_cycle, write_report
 from specmx.sim.tree_ssm_check import build_models
 
 INPUTS = {"mxu": ("mxu_cmd", "mxu_a_in", "mxu_b_in"), "conv": ("conv_i",), "scan": ("scan_i",)}
@@ -90,7 +90,7 @@ class EngineBus:
         if job.base is None:
             return False
         _, latency, rate, beat_words = job.memory
-        return self.tb.cycle >= job.base + latency + -(-(index + 1) * beat_words // rate)
+        return self.tb.cycle >= memory_ready_cycle(job.base, latency, rate, beat_words, index)
 
     async def run(self):
         rng, clk = self.tb.rng, self.tb.dut.clk

@@ -34,11 +34,28 @@ def model_config(name):
         raise UsageError(f"model: {exc}") from None
 
 
-def engine_from_args(args):
-    """The spec's `engine` section with the flags that were given applied."""
-    return with_fields(design(args).engine, rows=args.rows, cols=args.cols, pe_stages=args.stages,
-                       lanes=args.lanes, tile=args.tile, state_slots=args.state_slots,
-                       mem_latency=args.mem_latency, mem_words=args.mem_words)
+ENGINE_FLAGS = (("--rows", "matrix engine rows"), ("--cols", "matrix engine columns"),
+                ("--stages", "FMA pipeline stages per PE"), ("--lanes", "conv/scan lanes"),
+                ("--tile", "tree nodes per tile (M of each linear layer)"),
+                ("--state-slots", "state buffer slots per layer"),
+                ("--mem-latency", "memory latency in cycles"),
+                ("--mem-words", "32-bit words per cycle per memory channel"))
+
+
+def add_engine_flags(p, title, flags=ENGINE_FLAGS):
+    """The engine override flags (`engine_from_args` applies them)."""
+    g = p.add_argument_group(title)
+    for flag, what in flags:
+        g.add_argument(flag, type=int, default=None, metavar="N", help=what)
+
+
+def engine_from_args(args, base=None):
+    """The spec's `engine` section (or `base` when no --spec is given) with the flags that were
+    given applied."""
+    base = design(args).engine if base is None or args.spec else base
+    return with_fields(base, rows=args.rows, cols=args.cols, pe_stages=args.stages, lanes=args.lanes,
+                       tile=args.tile, state_slots=args.state_slots, mem_latency=getattr(args, "mem_latency", None),
+                       mem_words=getattr(args, "mem_words", None))
 
 
 def tree_from_args(args):
@@ -104,14 +121,7 @@ def register(nouns, formatter):
                    help="nodes on the accepted path, root included (default: the deepest path)")
     p.add_argument("--clock", type=float, default=None, metavar="MHZ", help="also tokens/s at this clock")
     add_spec_option(p)
-    g = p.add_argument_group("engine (override the spec's engine section)")
-    for flag, what in (("--rows", "matrix engine rows"), ("--cols", "matrix engine columns"),
-                       ("--stages", "FMA pipeline stages per PE"), ("--lanes", "conv/scan lanes"),
-                       ("--tile", "tree nodes per tile (M of each linear layer)"),
-                       ("--state-slots", "state buffer slots per layer"),
-                       ("--mem-latency", "memory latency in cycles"),
-                       ("--mem-words", "32-bit words per cycle per memory channel")):
-        g.add_argument(flag, type=int, default=None, metavar="N", help=what)
+    add_engine_flags(p, "engine (override the spec's engine section)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--out", default="out", metavar="DIR", help="folder for the JSON result")
     p.set_defaults(func=cmd_perf)
@@ -143,10 +153,7 @@ def cmd_check(args):
             raise UsageError(f"{name}: must be a probability in 0..1 (exclusive of 1), got {value}")
     if not 1 <= args.tokens <= 256:
         raise UsageError(f"tokens: must be 1..256, got {args.tokens}")
-    base = design(args).engine if args.spec else MICRO_ENGINE
-    engine = with_fields(base, rows=args.rows, cols=args.cols, pe_stages=args.stages, lanes=args.lanes,
-                         tile=args.tile, state_slots=args.state_slots, mem_latency=args.mem_latency,
-                         mem_words=args.mem_words)
+    engine = engine_from_args(args, MICRO_ENGINE)
     for name, value, high in (("engine.rows", engine.rows, 8), ("engine.cols", engine.cols, 8),
                               ("engine.lanes", engine.lanes, 8), ("engine.tile", engine.tile, 32),
                               ("engine.state_slots", engine.state_slots, 64)):
@@ -194,15 +201,8 @@ def register_check(verbs, formatter):
     p.add_argument("--backpressure", type=float, default=0.0, metavar="P", help="random back-pressure, likewise")
     add_spec_option(p)
     p.add_argument("--out", default="out", metavar="DIR", help="folder for the JSON report (engine_check_<family>.json)")
-    g = p.add_argument_group("engine (default: the micro engine, 4x4 WS, s = 3, 1 lane, tile 8, 8 slots, "
-                             "memory 16 cycles / 1 word; a --spec file's engine section replaces it)")
-    for flag, what in (("--rows", "matrix engine rows"), ("--cols", "matrix engine columns"),
-                       ("--stages", "FMA pipeline stages per PE"), ("--lanes", "conv/scan lanes"),
-                       ("--tile", "tree nodes per tile (M of each linear layer)"),
-                       ("--state-slots", "state buffer slots per layer"),
-                       ("--mem-latency", "memory latency in cycles"),
-                       ("--mem-words", "32-bit words per cycle per memory channel")):
-        g.add_argument(flag, type=int, default=None, metavar="N", help=what)
+    add_engine_flags(p, "engine (default: the micro engine, 4x4 WS, s = 3, 1 lane, tile 8, 8 slots, "
+                     "memory 16 cycles / 1 word; a --spec file's engine section replaces it)")
     add_sim_options(p)
     p.set_defaults(func=cmd_check)
 
@@ -216,9 +216,8 @@ def cmd_synth(args):
     from specmx.hdl.systolic import PE_MODULE
     from specmx.models.perf.engine import model_dims
     from specmx.synth import synthesize
-    base = design(args).engine if args.spec else _micro_engine()
-    engine = with_fields(base, rows=args.rows, cols=args.cols, pe_stages=args.stages, lanes=args.lanes,
-                         tile=args.tile, state_slots=args.state_slots)
+    from specmx.sim.engine_check import MICRO_ENGINE
+    engine = engine_from_args(args, MICRO_ENGINE)
     if engine.state_slots < 2:
         raise UsageError(f"engine.state_slots: tree mode needs at least 2, got {engine.state_slots}")
     dims = model_dims(model_config(args.model))
@@ -237,22 +236,13 @@ def cmd_synth(args):
     return save_result(result, Path(args.out) / name, args.json)
 
 
-def _micro_engine():
-    from specmx.sim.engine_check import MICRO_ENGINE
-    return MICRO_ENGINE
-
-
 def register_synth(verbs, formatter):
     p = verbs.add_parser("synth", help="ECP5 area (and Fmax) of the engine built for a model",
                          formatter_class=formatter)
     p.add_argument("--model", default="micro", metavar="NAME|DIR", help="the model the engine is built for")
     add_spec_option(p)
-    g = p.add_argument_group("engine (default: the co-simulation's micro engine; a --spec file's engine section "
-                             "replaces it)")
-    for flag, what in (("--rows", "matrix engine rows"), ("--cols", "matrix engine columns"),
-                       ("--stages", "FMA pipeline stages per PE"), ("--lanes", "conv/scan lanes"),
-                       ("--tile", "tree nodes per tile"), ("--state-slots", "state buffer slots per layer")):
-        g.add_argument(flag, type=int, default=None, metavar="N", help=what)
+    add_engine_flags(p, "engine (default: the co-simulation's micro engine; a --spec file's engine section "
+                     "replaces it)", ENGINE_FLAGS[:6])
     p.add_argument("--fmax", action="store_true",
                    help="also place and route with nextpnr-ecp5 for Fmax (tens of minutes on 2 cores)")
     p.add_argument("--generic", action="store_true",
