@@ -89,3 +89,16 @@ def test_random_stalls_two_lanes(family):
     report = check_engine(family, tree=(3, 2, 1), backtrack="hybrid", tokens=8, idle=0.2, backpressure=0.2,
                           engine=replace(MICRO_ENGINE, lanes=2), memory_budget=40_000, seed=3)
     _assert_ok(report, timed=False)
+
+
+@pytest.mark.regress
+def test_engine_synth_reports_ecp5_figures(tmp_path):
+    """`specmx engine synth` on the micro engine (about 5 min): ECP5 LUT, carry, DSP, FF and BRAM
+    counts of the whole engine, and whether it fits an ECP5-85F."""
+    proc = subprocess.run([sys.executable, "-m", "specmx.cli", "engine", "synth", "--json", "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["rows"] == MICRO_ENGINE.rows and result["ecp5_lut"] > 10_000 and result["ecp5_dsp"] > 0
+    assert result["ecp5_bram"] >= 1 and result["fits_ecp5_85f"] in (True, False)
+    assert (tmp_path / "synth_engine_micro_4x4_l1.json").exists()
