@@ -143,6 +143,42 @@ def _weight_segments(engine: GemmConfig, M, N, K):
     return np.concatenate([[0], np.concatenate(fold_starts)[:-1] + 1]), R, 1
 
 
+def _candidate_runs(engine: GemmConfig, M, N, K):
+    """The runs of B beats at which the memory stalls can peak: (run indices, their first beats'
+    cycles, beats per run, stride), as `_weight_segments` gives them for every run. Output
+    stationary: the first and last tile. Weight stationary: run 0, and for each block of rows
+    the runs after the corner folds of its grid of k passes x n folds (run f+1 starts the cycle
+    after fold f; the last fold has no run after it)."""
+    R, C, s = engine.rows, engine.cols, engine.pe_stages
+    NT = ceil(N / C)
+    if engine.dataflow == "os":
+        RS, D = R * s, s + R + C - 3
+        period, tiles = max(K * s, RS + D + 1), ceil(M / RS) * NT
+        run = np.array(sorted({0, tiles - 1}), dtype=np.int64)
+        return run, RS + run * period, K, s
+    MB, L, KT = 2 * R, R * s + C, ceil(K / R)
+    blocks = ceil(M / MB)
+    runs, firsts, start, base = [0], [0], R, 0
+    for b in range(blocks):
+        period = max(min(MB, M - b * MB), R, 2)
+        pass_len = max(NT * period, L + 1)
+        last = b == blocks - 1
+        rects = [(KT - 1, NT - 1)] if not last else [(KT - 2, NT - 1), (KT - 1, NT - 2)]
+        corners = set()
+        for kt_hi, nf_hi in rects:                          # rectangles kt in 0..kt_hi, nf in 0..nf_hi
+            if kt_hi < 0 or nf_hi < 0:
+                continue
+            lo_kt = KT - 1 if (last and nf_hi == NT - 2) else 0
+            corners |= {(kt, nf) for kt in (lo_kt, kt_hi) for nf in (0, nf_hi)}
+        for kt, nf in sorted(corners):
+            fold = base + kt * NT + nf
+            runs.append(fold + 1)
+            firsts.append(start + kt * pass_len + nf * period + 1)
+        start += KT * pass_len
+        base += KT * NT
+    return np.array(runs, dtype=np.int64), np.array(firsts, dtype=np.int64), R, 1
+
+
 def weight_beat_cycles(engine: GemmConfig, M, N, K):
     """When the streaming engine takes each B beat (C weight words) in its unstalled schedule:
     cycles counted from the engine's first input cycle (0 = the cycle after the command).
@@ -164,11 +200,14 @@ def memory_stall_cycles(engine: GemmConfig, M, N, K, latency, words_per_cycle):
     so the stalls before beat i are D_i = max(D_{i-1}, a_i - g_i - 1), and the run is
     D_last = max(0, max_i(a_i - g_i - 1)) cycles longer. Within a run of beats taken `stride`
     apart, a_i - g_i is monotone (a_i steps by floor or ceil of C/words, an integer stride is
-    never strictly between), so only each run's first and last beat are evaluated."""
+    never strictly between), so only each run's first and last beat are evaluated; and so is the
+    run-to-run step of each evenly spaced family of runs (the tiles; the folds of a k pass, and
+    the k passes of a block), so only the runs at the corners of each family are
+    (`_candidate_runs`): a handful per GEMM at any size."""
     if latency < 0 or words_per_cycle < 1:
         raise ValueError(f"memory: latency >= 0 and words per cycle >= 1, got {latency}, {words_per_cycle}")
-    first, count, stride = _weight_segments(engine, M, N, K)
-    index = np.arange(first.size, dtype=np.int64) * count                    # each run's first beat
+    run, first, count, stride = _candidate_runs(engine, M, N, K)
+    index = run * count                                                      # each run's first beat
     slack = []
     for offset in (0, count - 1):
         arrive = latency + ((index + offset + 1) * engine.cols + words_per_cycle - 1) // words_per_cycle
