@@ -29,6 +29,7 @@ the scan unit are both busy).
 """
 
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from functools import lru_cache
 from math import ceil, gcd
 
@@ -129,6 +130,7 @@ class Op:
     deps: tuple = ()
     words: int = 0
     phase: str = "verify"
+    stall: int = 0          # of `cycles`, those the matrix engine waits for weights from memory
 
 
 def _packed(n, bits):
@@ -145,35 +147,50 @@ class _Program:
     host_side: bool = False
     phase: str = "verify"
     ops: list = field(default_factory=list)
+    mem_rate: object = None         # 32-bit words per cycle of each memory channel (None: engine.mem_words)
+    weight_bits: int = None         # bits per stored weight (None: the FMA's input format)
 
-    def add(self, name, unit, cycles, deps=(), words=0):
+    def add(self, name, unit, cycles, deps=(), words=0, stall=0):
         if self.host_side and unit in HOST_SIDE_UNITS:
             cycles = 0
-        self.ops.append(Op(name, unit, int(cycles), tuple(d for d in deps if d), int(words), self.phase))
+        self.ops.append(Op(name, unit, int(cycles), tuple(d for d in deps if d), int(words), self.phase, int(stall)))
         return name
 
     def mem(self, name, unit, words, deps=()):
         e = self.engine
-        return self.add(name, unit, e.mem_latency + ceil(words / e.mem_words), deps, words)
+        rate = e.mem_words if self.mem_rate is None else Fraction(self.mem_rate)
+        return self.add(name, unit, e.mem_latency + ceil(words / rate), deps, words)
 
     def linear(self, name, M, K, N, deps, epilogue=0):
         """A linear layer on the matrix engine, its K x N weights streamed over the weight
         channel (`linear_cycles`)."""
-        words = _packed(K * N, self.engine.fma.in_f.width)
+        words = _packed(K * N, self.weight_bits or self.engine.fma.in_f.width)
         epilogue = 0 if self.host_side else epilogue
-        return self.add(name, "mxu", linear_cycles(self.engine, M, K, N) + epilogue, deps, words)
+        schedule, stall = linear_parts(self.engine, M, K, N, self.mem_rate, self.weight_bits)
+        return self.add(name, "mxu", 1 + schedule + stall + epilogue, deps, words, stall)
 
 
-@lru_cache(maxsize=4096)
-def linear_cycles(engine: EngineConfig, M, K, N):
+def linear_cycles(engine: EngineConfig, M, K, N, mem_rate=None, weight_bits=None):
     """Cycles of an M x K by K x N linear layer on the engine's matrix engine, from its command
     to its last result, both included: one for the command, the streaming schedule (`gemm_cycles`) plus the stalls of its weights
     arriving from memory (`memory_stall_cycles`: `mem_latency`, then `mem_words` 32-bit words,
     i.e. mem_words * 32 / width operand words, per cycle). Equal to the RTL (tests/test_gemm.py,
-    the engine co-simulation)."""
+    the engine co-simulation). The system model passes `mem_rate` (32-bit words per cycle, a
+    Fraction: a board's bandwidth at the spec's clock) and `weight_bits` (stored weight width:
+    int4 weights stream 8 to a word)."""
+    schedule, stall = linear_parts(engine, M, K, N, mem_rate, weight_bits)
+    return 1 + schedule + stall
+
+
+@lru_cache(maxsize=4096)
+def linear_parts(engine: EngineConfig, M, K, N, mem_rate=None, weight_bits=None):
+    """(streaming schedule cycles, memory stall cycles) of `linear_cycles`."""
     gemm = engine.gemm
-    rate = max(1, engine.mem_words * 32 // engine.fma.in_f.width)
-    return 1 + gemm_cycles(gemm, M, N, K).total_cycles + memory_stall_cycles(gemm, M, N, K, engine.mem_latency, rate)
+    if mem_rate is None and weight_bits is None:
+        rate = max(1, engine.mem_words * 32 // engine.fma.in_f.width)
+    else:
+        rate = Fraction(mem_rate or engine.mem_words) * 32 / (weight_bits or engine.fma.in_f.width)
+    return gemm_cycles(gemm, M, N, K).total_cycles, memory_stall_cycles(gemm, M, N, K, engine.mem_latency, rate)
 
 
 def backtrack_strategy(engine: EngineConfig, dims: ModelDims, n_nodes, backtrack):
@@ -183,14 +200,19 @@ def backtrack_strategy(engine: EngineConfig, dims: ModelDims, n_nodes, backtrack
     return backtrack
 
 
-def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", path=None, host_side=False):
+def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", path=None, host_side=False,
+             mem_rate=None, weight_bits=None, sequences=1, lm_head=True):
     """The program of one verification step over the tree `parent` (parent index per node,
     parents first), in program order. `backtrack` store | recompute | hybrid; `path` the
     number of nodes on the accepted path (root included: accepted draft tokens + 1), needed by
     recompute, which re-runs them on the conv and scan units after the host has accepted.
     `host_side`: the co-simulation's split (`sim/tb_mamba_engine.py`): norms, softplus, memory
     transfers and the result-stream adds on the host, in zero cycles; the matrix engine, conv
-    and scan as the RTL runs them."""
+    and scan as the RTL runs them. `mem_rate`, `weight_bits`: as `linear_cycles` takes them (the
+    system model's board memory and weight format). `sequences`: the tree holds that many
+    independent sequences (a batch), each with its own starting state to load per layer.
+    `lm_head=False` leaves out the final norm, the LM head and the logits (a host that runs them,
+    as LightMamba's measured accelerator does)."""
     from specmx.models.specdec import BACKTRACK, check_parents, live_states
     parent = check_parents(parent)
     if backtrack not in BACKTRACK:
@@ -207,7 +229,7 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
     if not 1 <= path <= max(depth) + 1:
         raise ValueError(f"path: accepted nodes on the path must be 1..{max(depth) + 1}, got {path}")
     strategy = backtrack_strategy(engine, dims, n, backtrack)
-    p = _Program(engine, host_side)
+    p = _Program(engine, host_side, mem_rate=mem_rate, weight_bits=weight_bits)
     d, di, N, L = dims.d_model, dims.d_inner, dims.d_state, dims.layers
     conv, ssm = unit_configs(engine, dims)
     tiles = [min(engine.tile, n - t0) for t0 in range(0, n, engine.tile)]
@@ -217,8 +239,8 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
 
     for t, T in enumerate(tiles):
         p.mem(f"embed[{t}]", "rd", _packed(T * d, engine.fma.in_f.width))
-    p.mem("load_conv[0]", "rd", dims.conv_dim * (dims.kernel - 1))
-    p.mem("load_ssm[0]", "rd", di * N)
+    p.mem("load_conv[0]", "rd", sequences * dims.conv_dim * (dims.kernel - 1))
+    p.mem("load_ssm[0]", "rd", sequences * di * N)
 
     def pre(job):
         l, t = divmod(job, nt)
@@ -234,7 +256,7 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
         p.add(f"norm[{j}]", "norm", rmsnorm_cycles(d, T).busy, [src])
         p.linear(f"in_proj[{j}]", T, d, dims.in_proj, [f"norm[{j}]"])
         if t == 0 and l > 0:                                    # this layer's starting conv window
-            p.mem(f"load_conv[{l}]", "rd", dims.conv_dim * (dims.kernel - 1), [f"conv[{l - 1},{nt - 1}]"])
+            p.mem(f"load_conv[{l}]", "rd", sequences * dims.conv_dim * (dims.kernel - 1), [f"conv[{l - 1},{nt - 1}]"])
         conv_deps = [f"in_proj[{j}]", f"load_conv[{l}]" if t == 0 else None]
         loads = 1 if t == 0 else 0                              # the starting window, as a token
         p.add(f"conv[{j}]", "conv", (T + loads) * conv_beats + conv_latency(conv), conv_deps)
@@ -262,9 +284,9 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
         else:
             p.mem(f"cache[{j}]", "wr", T * dims.cache_words, [f"conv[{j}]", f"softplus[{j}]"])
         if t == nt - 1 and l + 1 < L:                           # the next layer's starting SSM state
-            p.mem(f"load_ssm[{l + 1}]", "rd", di * N, [f"scan[{j}]"])
+            p.mem(f"load_ssm[{l + 1}]", "rd", sequences * di * N, [f"scan[{j}]"])
 
-    jobs = (L + 1) * nt
+    jobs = (L + (1 if lm_head else 0)) * nt
     pre(0)
     for job in range(jobs):
         if job + 1 < jobs and nt > 1:
@@ -277,7 +299,7 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
 
     if strategy == "recompute":                                 # re-run the accepted path
         p.phase = "backtrack"
-        p.add("accept", "host", 0, [f"logits[{t}]" for t in range(nt)])
+        p.add("accept", "host", 0, [f"logits[{t}]" if lm_head else f"out[{L - 1},{t}]" for t in range(nt)])
         for l in range(L):
             p.mem(f"reload[{l}]", "rd", dims.state_words + path * dims.cache_words, ["accept"])
             p.add(f"reconv[{l}]", "conv", (path + 1) * conv_beats + conv_latency(conv), [f"reload[{l}]"])

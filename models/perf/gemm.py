@@ -22,6 +22,7 @@ M*N*K MACs at R*C per cycle); utilization = compute_cycles / total_cycles.
 """
 
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from math import ceil
 
 import numpy as np
@@ -193,7 +194,8 @@ def weight_beat_cycles(engine: GemmConfig, M, N, K):
 def memory_stall_cycles(engine: GemmConfig, M, N, K, latency, words_per_cycle):
     """Cycles the streaming engine stalls when its B beats (the weights) come from an external
     memory: requested with the command, the first word `latency` cycles later, then
-    `words_per_cycle` words per cycle, delivered in order and buffered until taken
+    `words_per_cycle` words per cycle (an integer, or a Fraction for the system model's board
+    memories), delivered in order and buffered until taken
     (`sim.streams.MemorySource`), while A, C0 and the results move without stalls.
     Beat i is there from cycle a_i = latency + ceil((i+1)*C / words_per_cycle) (cycle 0 = the
     command) and needed at g_i + 1 (`weight_beat_cycles`); the engine freezes until it comes,
@@ -204,13 +206,15 @@ def memory_stall_cycles(engine: GemmConfig, M, N, K, latency, words_per_cycle):
     run-to-run step of each evenly spaced family of runs (the tiles; the folds of a k pass, and
     the k passes of a block), so only the runs at the corners of each family are
     (`_candidate_runs`): a handful per GEMM at any size."""
-    if latency < 0 or words_per_cycle < 1:
-        raise ValueError(f"memory: latency >= 0 and words per cycle >= 1, got {latency}, {words_per_cycle}")
+    rate = Fraction(words_per_cycle)
+    if latency < 0 or not rate > 0:
+        raise ValueError(f"memory: latency >= 0 and words per cycle > 0, got {latency}, {words_per_cycle}")
+    num, den = rate.numerator, rate.denominator          # a rational rate: num words every den cycles
     run, first, count, stride = _candidate_runs(engine, M, N, K)
     index = run * count                                                      # each run's first beat
     slack = []
     for offset in (0, count - 1):
-        arrive = latency + ((index + offset + 1) * engine.cols + words_per_cycle - 1) // words_per_cycle
+        arrive = latency + ((index + offset + 1) * engine.cols * den + num - 1) // num
         slack.append(arrive - (first + offset * stride) - 1)
     return int(max(0, np.max(slack[0]), np.max(slack[1])))
 

@@ -9,7 +9,8 @@ and exit code 1. The verb-noun forms of earlier releases (`perf gemm`, `perf swe
 import argparse
 import sys
 
-from specmx.cli import engine, fma, gemm, mamba, spec, ssm
+from specmx.boards.board import BoardError
+from specmx.cli import boards, engine, fma, gemm, mamba, spec, ssm
 from specmx.cli.common import Parser, UsageError
 from specmx.spec import SpecError
 
@@ -42,7 +43,7 @@ def build_parser():
     formatter = _Help
     parser = Parser(prog="specmx", description=__doc__.splitlines()[0], formatter_class=formatter)
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="NOUN")
-    for module in (engine, fma, gemm, mamba, spec, ssm):
+    for module in (boards, engine, fma, gemm, mamba, spec, ssm):
         module.register(nouns, formatter)
     old = {}
     for (noun, verb), (new, add) in ALIASES.items():
@@ -61,7 +62,7 @@ def main(argv=None):
         print(f"specmx: note: 'specmx {args.noun} {args.verb}' is now 'specmx {args.renamed}'", file=sys.stderr)
     try:
         return args.func(args)
-    except (UsageError, SpecError) as exc:     # bad input: a flag, a spec file, a spec field
+    except (UsageError, SpecError, BoardError) as exc:   # bad input: a flag, a spec or board file, a field
         print(f"specmx: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:              # a tool (yosys, nextpnr, a simulator build) failed
