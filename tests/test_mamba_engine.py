@@ -45,6 +45,13 @@ def test_mamba1_tree_on_rtl_engine_bit_and_cycle_exact(tmp_path):
     _assert_ok(report)
     assert report["tokens"] == 4 and report["nodes"] >= 16 and report["accepted_draft_tokens"] > 0
     assert report["overlap"] > 0            # the matrix engine ran while the scan unit did
+    # the system model's step (layers composed as for a full-size query) equals every measured pass
+    from specmx.models.perf.engine import model_dims, tree_parents
+    from specmx.models.perf.system import composed_step
+    from specmx.sim.engine_check import model_config
+    step = composed_step(MICRO_ENGINE, model_dims(model_config("mamba1")), tree_parents((3, 2, 1)), "store",
+                         host_side=True)
+    assert report["verify_cycles"][0] == step["cycles"], (report["verify_cycles"], step["cycles"])
 
 
 def test_negative_controls_are_caught():

@@ -224,3 +224,29 @@ def test_memory_stalls_endpoint_form_equals_beat_by_beat_recurrence():
             stalls = max(stalls, int(a - g - 1))
         assert memory_stall_cycles(engine, M, N, K, latency, words) == stalls
     assert memory_stall_cycles(engine, M, N, K, latency + 1000, words) > stalls      # latency counts
+
+
+def test_memory_stalls_at_rational_rates_equal_the_recurrence():
+    """The system model's board memories give a rational number of words per cycle (num words
+    every den cycles: beat i there at latency + ceil((i+1)*C*den/num)); the endpoint form
+    equals the beat-by-beat recurrence there too, and an integer Fraction equals the integer."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from specmx.models.perf.gemm import memory_stall_cycles, weight_beat_cycles
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        R, C, s = (int(v) for v in rng.integers(1, 6, 3))
+        M, N, K = (int(v) for v in rng.integers(1, 40, 3))
+        engine = GemmConfig(FMAConfig("bf16", "fp32"), R, C, str(rng.choice(["os", "ws"])), s, 64, 64, 64, "streaming")
+        latency = int(rng.integers(0, 50))
+        rate = Fraction(int(rng.integers(1, 40)), int(rng.integers(1, 9)))
+        need = weight_beat_cycles(engine, M, N, K)
+        arrive = [latency + -(-(i + 1) * C // rate) for i in range(need.size)]
+        stalls = max([0] + [int(a - g - 1) for a, g in zip(arrive, need)])
+        assert memory_stall_cycles(engine, M, N, K, latency, rate) == stalls
+        whole = int(rng.integers(1, 10))
+        assert memory_stall_cycles(engine, M, N, K, latency, Fraction(whole)) == \
+            memory_stall_cycles(engine, M, N, K, latency, whole)
+    assert memory_stall_cycles(engine, M, N, K, latency, rate / 100) > stalls        # a slower memory stalls more

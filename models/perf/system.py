@@ -25,8 +25,8 @@ One query composes:
 """
 
 import json
-import math
 from dataclasses import replace
+from functools import lru_cache
 from fractions import Fraction
 from pathlib import Path
 
@@ -74,9 +74,9 @@ def measured_tokens(path, tree_label):
                      f"(expected stats.tokens_per_target_pass or a greedy row for that tree)")
 
 
-def _program(engine, dims, parent, strategy, path, rate, bits, sequences, lm_head):
+def _program(engine, dims, parent, strategy, path, rate, bits, sequences, lm_head, host_side):
     ops, info = step_ops(engine, dims, parent, strategy, path, mem_rate=rate, weight_bits=bits,
-                         sequences=sequences, lm_head=lm_head)
+                         sequences=sequences, lm_head=lm_head, host_side=host_side)
     span = step_cycles(ops)
     busy = {u: sum(o.cycles for o in ops if o.unit == u) for u in UNITS}
     words = {u: sum(o.words for o in ops if o.unit == u) for u in UNITS}
@@ -85,14 +85,16 @@ def _program(engine, dims, parent, strategy, path, rate, bits, sequences, lm_hea
 
 
 def composed_step(engine, dims, parent, backtrack="store", path=None, rate=None, bits=None, sequences=1,
-                  lm_head=True):
+                  lm_head=True, host_side=False):
     """One step of the whole model with layers composed in closed form (module docstring).
     Returns cycles, per-unit busy cycles and words, the strategy, and `composed` (False when
-    the program had to be evaluated whole)."""
+    the program had to be evaluated whole). `host_side`: the RTL co-simulation's split
+    (`step_ops`), for comparing with the RTL's measured cycles."""
     strategy = backtrack_strategy(engine, dims, len(parent), backtrack)
 
     def run(layers):
-        return _program(engine, replace(dims, layers=layers), parent, strategy, path, rate, bits, sequences, lm_head)
+        return _program(engine, replace(dims, layers=layers), parent, strategy, path, rate, bits, sequences, lm_head,
+                        host_side)
 
     if dims.layers <= 3:
         out = run(dims.layers)
@@ -111,6 +113,12 @@ def composed_step(engine, dims, parent, backtrack="store", path=None, rate=None,
     n = len(UNITS)
     return {"cycles": values[0], "stall": values[1], "busy": dict(zip(UNITS, values[2:2 + n])),
             "words": dict(zip(UNITS, values[2 + n:])), "info": c1["info"], "strategy": strategy, "composed": True}
+
+
+@lru_cache(maxsize=1 << 14)
+def _cached_step(*args):
+    """`composed_step`, remembered: a sweep asks for the same draft steps over and over."""
+    return composed_step(*args)
 
 
 def _macs_per_node(dims, lm_head=True):
@@ -193,13 +201,13 @@ def system_perf(board, engine, dims, weights="bf16", clock_mhz=None, draft=None,
             base = len(parent)
             parent += [0 if p < 0 else base + p for p in single]
         backtrack = "store" if backtrack == "hybrid" else backtrack
-    target = composed_step(engine, dims, parent, backtrack if draft is not None else "store", path, rate, bits,
-                           batch, lm_head)
+    target = _cached_step(engine, dims, tuple(parent), backtrack if draft is not None else "store", path, rate,
+                          bits, batch, lm_head)
 
     draft_cycles, draft_words, draft_macs = 0, 0, 0
     if draft is not None:
         for n in _levels(parent)[:-1]:               # the draft steps over each level but the last
-            step = composed_step(engine, draft, [-1] + [0] * (n - 1), "store", None, rate, bits, 1, True)
+            step = _cached_step(engine, draft, (-1,) + (0,) * (n - 1), "store", None, rate, bits, 1, True)
             draft_cycles += step["cycles"]
             draft_words += sum(step["words"].values())
             draft_macs += n * _macs_per_node(draft)
@@ -251,6 +259,8 @@ def system_perf(board, engine, dims, weights="bf16", clock_mhz=None, draft=None,
         "busy": {u: round(target["busy"][u] / step_cycles_, 4) for u in ("mxu", "conv", "scan", "norm", "fu", "rd", "wr")
                  if target["busy"][u]},
         "bytes_per_token": offchip_bytes / per_step_tokens,
+        "macs_per_s": macs / seconds, "peak_macs_per_s": engine.rows * engine.cols * clock * 1e6,
+        "bandwidth_gbps": memory.gbps,
         "weight_bytes": total_weights,
         "backtrack": strategy if draft is not None else None,
         "state_memory_bytes": state_bytes,

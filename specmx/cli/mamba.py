@@ -114,5 +114,6 @@ def register(nouns, formatter):
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
     p.add_argument("--json", action="store_true", help='print {"tokens": [...], "stats": {...}}')
     p.set_defaults(func=cmd_generate)
-    from specmx.cli.mamba_perf import register_perf
+    from specmx.cli.mamba_perf import register_perf, register_sweep
     register_perf(verbs, formatter)
+    register_sweep(verbs, formatter)
