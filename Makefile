@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(RUN) $(BIN)/python bench/ssm_numerics.py
 	$(RUN) $(BIN)/python bench/engine_perf.py
 	$(RUN) $(BIN)/python bench/engine_rtl.py
+	$(RUN) $(BIN)/python bench/system_perf.py
 	$(RUN) $(BIN)/python bench/array_area.py --jobs $(JOBS)
 	$(RUN) $(BIN)/python bench/array_area.py --schedule streaming --stages 12 --rounding rne --jobs $(JOBS)
 

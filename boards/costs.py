@@ -89,7 +89,7 @@ def estimate(board: Board, engine, dims, weights="bf16"):
         raise BoardError(f"weights: unknown format {weights!r}; allowed: {', '.join(WEIGHT_FORMATS)}")
     table = COSTS[board.family]
     pe, lane, base = table["pe"][weights], table["ssm_lane"], table["ssm_base"]
-    pes = engine.rows * engine.cols
+    pes = engine.arrays * engine.rows * engine.cols
     need = {k: pes * getattr(pe, k) + engine.lanes * getattr(lane, k) + getattr(base, k) for k in ("lut", "ff", "dsp")}
     need["memory_bits"] = _on_chip_bits(engine, dims)
     have = {"lut": board.need("lut"), "ff": board.need("ff"), "dsp": board.need("dsp"),
@@ -104,17 +104,17 @@ def check_fit(board, engine, dims, weights="bf16"):
     for name, (need, have) in est["resources"].items():
         if need > have:
             raise BoardError(f"engine: does not fit {board.name}: {name} needs {need:,} of {have:,} "
-                             f"({engine.rows}x{engine.cols} PEs, {engine.lanes} lanes, {engine.state_slots} "
+                             f"({engine.arrays} x {engine.rows}x{engine.cols} PEs, {engine.lanes} lanes, {engine.state_slots} "
                              f"state slots, {weights} weights)")
     return est
 
 
 def largest_fit(board, engine, dims, weights="bf16", lanes=None):
     """The largest configuration that fits the board with the engine's other fields kept: the
-    most columns for the engine's rows (a weight-stationary fold takes max(rows, tile rows)
-    cycles, so rows = tile keeps every PE busy and columns add throughput), then the most lanes
-    (powers of two up to `lanes` or 64) while the columns stay within 3/4 of their one-lane
-    count. None when even one column with one lane does not fit."""
+    most matrix arrays of the engine's rows x cols (a weight-stationary pass costs its fill
+    latency, rows x stages + cols, so past a width more arrays add throughput where wider ones
+    do not), then the most lanes (powers of two up to `lanes` or 64) while the arrays stay
+    within 3/4 of their one-lane count. None when even one array with one lane does not fit."""
     from dataclasses import replace
 
     def fits(e):
@@ -127,16 +127,16 @@ def largest_fit(board, engine, dims, weights="bf16", lanes=None):
     best = None
     top = lanes or 64
     for n_lanes in [1 << k for k in range(0, 13) if 1 << k <= top]:
-        lo, hi = 0, 1 << 16
-        while lo < hi:                                  # the most columns that fit
+        lo, hi = 0, 1024
+        while lo < hi:                                  # the most arrays that fit
             mid = (lo + hi + 1) // 2
-            if fits(replace(engine, cols=mid, lanes=n_lanes)):
+            if fits(replace(engine, arrays=mid, lanes=n_lanes)):
                 lo = mid
             else:
                 hi = mid - 1
         if lo == 0:
             break
-        if best is not None and lo < best.cols * 0.75:
+        if best is not None and lo < best.arrays * 0.75:
             break
-        best = replace(engine, cols=lo, lanes=n_lanes)
+        best = replace(engine, arrays=lo, lanes=n_lanes)
     return best

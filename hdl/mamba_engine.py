@@ -41,6 +41,8 @@ class MambaEngine(wiring.Component):
     def __init__(self, engine: EngineConfig, dims: ModelDims, *, black_box_pes=True):
         if engine.state_slots < 2:
             raise ValueError(f"engine.state_slots: tree mode needs at least 2, got {engine.state_slots}")
+        if engine.arrays != 1:
+            raise ValueError(f"engine.arrays: the RTL engine builds one matrix array; allowed: 1, got {engine.arrays}")
         self.engine, self.dims = engine, dims
         conv, scan = unit_configs(engine, dims)
         self.mxu = stream_engine_for(engine_gemm(engine, dims), black_box_pes=black_box_pes)

@@ -415,6 +415,10 @@ class EngineConfig:
     memory_budget : int
         Bytes of stored per-node states up to which `hybrid` backtracking stores (above it,
         it recomputes), as `specdec`'s `memory_budget`.
+    arrays : int
+        Matrix arrays side by side, each computing 1/arrays of every layer's outputs with its
+        share of the weight channel (the system model's way to grow the engine past the width
+        where a weight-stationary pass's fill latency dominates; the RTL builds one array).
     """
 
     fma: FMAConfig = field(default_factory=FMAConfig)
@@ -428,6 +432,7 @@ class EngineConfig:
     mem_latency: int = 32
     mem_words: int = 4
     memory_budget: int = 1 << 20
+    arrays: int = 1
 
     def __post_init__(self):
         if not isinstance(self.fma, FMAConfig):
@@ -445,6 +450,7 @@ class EngineConfig:
         _integer("mem_latency", self.mem_latency, 0)
         _integer("mem_words", self.mem_words)
         _integer("memory_budget", self.memory_budget, 0)
+        _integer("arrays", self.arrays, 1, 1024)
 
     @property
     def gemm(self):

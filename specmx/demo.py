@@ -9,6 +9,8 @@
    SCALE-Sim.
 3. Mamba: speculative decoding on a random-weight model with noisy drafts, and the trained
    byte-level py-mamba1 with its trained draft continuing a line of Python (identical to greedy).
+4. Boards: the system model's tokens/s and joules/token on each board, plain and speculative
+   with the acceptance just measured on the trained pair.
 Results go to out/demo/demo.json next to a readable table (out/demo/demo.md).
 """
 
@@ -88,9 +90,10 @@ def run_demo(jobs=2):
     gemm_rows, gemm_lines = _demo_gemm()
     mamba_rows, mamba_lines = _demo_mamba()
     trained, trained_lines = _demo_trained()
-    table = "\n".join(lines + [""] + gemm_lines + [""] + mamba_lines + [""] + trained_lines)
+    board_rows, board_lines = _demo_boards(trained["tokens_per_target_pass"])
+    table = "\n".join(lines + [""] + gemm_lines + [""] + mamba_lines + [""] + trained_lines + [""] + board_lines)
     (OUT / "demo.json").write_text(json.dumps({"fma": rows, "gemm": gemm_rows, "mamba": mamba_rows,
-                                               "trained": trained}, indent=2))
+                                               "trained": trained, "boards": board_rows}, indent=2))
     (OUT / "demo.md").write_text(table + "\n")
     print("\n" + table + f"\n\nsaved {OUT / 'demo.json'} and {OUT / 'demo.md'}")
     ok = trained["equal_to_greedy"] and all(r["equal_to_greedy"] for r in mamba_rows) and all(r["rtl_mismatches"] == 0 for r in rows) and all(
@@ -174,3 +177,44 @@ def _demo_trained():
              f"| `{(prompt_text + row['text'])[:60]!r}...` | {row['acceptance_rate']:.2f} | "
              f"{row['tokens_per_target_pass']:.2f} | {row['equal_to_greedy']} |"]
     return row, lines
+
+
+def _demo_boards(measured_tokens):
+    """One board comparison table from the system model: Mamba2-2.7B (int4 weights, the
+    largest engine that fits) on the AMD boards, the trained py-mamba2 on the ECP5 boards
+    (bf16, the co-simulated micro engine at 11 MHz, the slowest unit's measured ECP5 Fmax);
+    plain decode and a 3,2,1 tree with the acceptance measured on the trained pair above."""
+    from specmx.boards.board import load_board
+    from specmx.boards.costs import largest_fit
+    from specmx.models.config import EngineConfig
+    from specmx.models.perf.engine import model_dims
+    from specmx.models.perf.system import system_perf
+    from specmx.cli.engine import model_config
+    from specmx.sim.engine_check import MICRO_ENGINE
+    big = EngineConfig(rows=16, cols=64, lanes=32, tile=16, state_slots=6, mem_latency=40)
+    cases = [(b, "mamba2-2.7b", "mamba2-130m", "int4", big, None) for b in ("vck190", "vhk158", "u280")]
+    cases += [(b, "py-mamba2", "py-mamba2-draft", "bf16", MICRO_ENGINE, 11.0) for b in ("ulx3s-85f", "orangecrab-85f")]
+    rows = []
+    lines = [f"| board | model | weights | engine | MHz | plain tokens/s | 3,2,1 tokens/s ({measured_tokens:.2f} "
+             "tokens/pass) | J/token (3,2,1) | bottleneck |", "|---|---|---|---|---|---|---|---|---|"]
+    for board_name, model, draft, weights, base, clock in cases:
+        board = load_board(board_name)
+        dims, ddims = model_dims(model_config(model)), model_dims(model_config(draft))
+        engine = largest_fit(board, base, dims, weights) if base is big else base
+        plain = system_perf(board, engine, dims, weights, clock)
+        spec = system_perf(board, engine, dims, weights, clock, draft=ddims, widths=(3, 2, 1),
+                           acceptance=("measured", measured_tokens))
+        rows.append({"board": board_name, "model": model, "weights": weights, "arrays": engine.arrays,
+                     "rows": engine.rows, "cols": engine.cols, "lanes": engine.lanes, "clock_mhz": plain["clock_mhz"],
+                     "plain_tokens_per_s": plain["tokens_per_s"], "spec_tokens_per_s": spec["tokens_per_s"],
+                     "spec_joules_per_token": spec["joules_per_token"], "bottleneck": spec["bottleneck"],
+                     "assumptions": spec["assumptions"]})
+        j = spec["joules_per_token"]
+        lines.append(f"| {board_name}{'*' if spec['assumptions'] else ''} | {model} | {weights} | {engine.arrays} x "
+                     f"{engine.rows}x{engine.cols}, {engine.lanes} lanes | {plain['clock_mhz']:g} | "
+                     f"{plain['tokens_per_s']:,.2f} | {spec['tokens_per_s']:,.2f} | {j['low']:.3g} .. {j['high']:.3g} | "
+                     f"{spec['bottleneck']} |")
+    lines.append("(* resources assumed: the VHK158's are not known here; `specmx boards show vhk158`)")
+    print("[boards] system model: " + ", ".join(f"{r['board']} {r['spec_tokens_per_s']:,.1f} tokens/s" for r in rows),
+          flush=True)
+    return rows, lines

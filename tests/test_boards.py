@@ -127,6 +127,6 @@ def test_fit_check_names_the_resource_and_largest_fit_fits():
     best = largest_fit(board, engine, dims)
     check_fit(board, best, dims)
     with pytest.raises(BoardError):
-        check_fit(board, replace(best, cols=best.cols + 1), dims)
-    assert best.rows == engine.rows
+        check_fit(board, replace(best, arrays=best.arrays + 1), dims)
+    assert (best.rows, best.cols) == (engine.rows, engine.cols)
     assert largest_fit(load_board("icebreaker"), engine, dims) is None     # 8 DSPs hold no SSM lane

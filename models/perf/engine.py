@@ -166,7 +166,12 @@ class _Program:
         channel (`linear_cycles`)."""
         words = _packed(K * N, self.weight_bits or self.engine.fma.in_f.width)
         epilogue = 0 if self.host_side else epilogue
-        schedule, stall = linear_parts(self.engine, M, K, N, self.mem_rate, self.weight_bits)
+        e = self.engine
+        if e.arrays > 1:                    # each array: N / arrays outputs, its share of the channel
+            rate = Fraction(self.mem_rate or e.mem_words) / e.arrays
+            schedule, stall = linear_parts(e, M, K, ceil(N / e.arrays), rate, self.weight_bits or e.fma.in_f.width)
+        else:
+            schedule, stall = linear_parts(e, M, K, N, self.mem_rate, self.weight_bits)
         return self.add(name, "mxu", 1 + schedule + stall + epilogue, deps, words, stall)
 
 

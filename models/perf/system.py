@@ -148,7 +148,7 @@ def _levels(parent):
 
 
 def system_perf(board, engine, dims, weights="bf16", clock_mhz=None, draft=None, widths=None, parent=None,
-                acceptance=None, backtrack="store", phase="decode", prompt_len=128, batch=1, lm_head=True):
+                acceptance=None, backtrack="hybrid", phase="decode", prompt_len=128, batch=1, lm_head=True):
     """The system model's answer (module docstring). `widths` (children per depth) or `parent`
     give the tree; no `draft` means plain decode. `acceptance`: a probability (float) or the
     measured tokens per verification (`("measured", value)`). Raises ValueError / BoardError
@@ -259,7 +259,7 @@ def system_perf(board, engine, dims, weights="bf16", clock_mhz=None, draft=None,
         "busy": {u: round(target["busy"][u] / step_cycles_, 4) for u in ("mxu", "conv", "scan", "norm", "fu", "rd", "wr")
                  if target["busy"][u]},
         "bytes_per_token": offchip_bytes / per_step_tokens,
-        "macs_per_s": macs / seconds, "peak_macs_per_s": engine.rows * engine.cols * clock * 1e6,
+        "macs_per_s": macs / seconds, "peak_macs_per_s": engine.arrays * engine.rows * engine.cols * clock * 1e6,
         "bandwidth_gbps": memory.gbps,
         "weight_bytes": total_weights,
         "backtrack": strategy if draft is not None else None,

@@ -55,7 +55,7 @@ def engine_from_args(args, base=None):
     base = design(args).engine if base is None or args.spec else base
     return with_fields(base, rows=args.rows, cols=args.cols, pe_stages=args.stages, lanes=args.lanes,
                        tile=args.tile, state_slots=args.state_slots, mem_latency=getattr(args, "mem_latency", None),
-                       mem_words=getattr(args, "mem_words", None))
+                       mem_words=getattr(args, "mem_words", None), arrays=getattr(args, "arrays", None))
 
 
 def tree_from_args(args):

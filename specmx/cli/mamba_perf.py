@@ -53,7 +53,7 @@ def query_from_args(args):
         if fitted is None:
             from dataclasses import replace
             from specmx.boards.costs import check_fit
-            check_fit(board, replace(engine, rows=1, cols=1, lanes=1), dims, args.weights)   # names the resource
+            check_fit(board, replace(engine, arrays=1, lanes=1), dims, args.weights)   # names the resource
         engine = fitted
     clock = args.clock if args.clock is not None else (design(args).perf.clock_mhz if args.spec else None)
     if clock is not None and not clock > 0:
@@ -86,7 +86,7 @@ def cmd_perf(args):
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     result = {"model": args.model, "draft": args.draft, "tree": label if args.draft else "single",
-              "engine": {"rows": engine.rows, "cols": engine.cols, "lanes": engine.lanes, "tile": engine.tile,
+              "engine": {"arrays": engine.arrays, "rows": engine.rows, "cols": engine.cols, "lanes": engine.lanes, "tile": engine.tile,
                          "state_slots": engine.state_slots, "pe_stages": engine.pe_stages,
                          "dataflow": engine.dataflow, "mem_latency": engine.mem_latency}, **result}
     out = Path(args.out) / f"mamba_perf_{result['board']}_{Path(args.model).name}.json"
@@ -107,7 +107,8 @@ def print_report(r):
     lines = [
         ("board", f"{r['board']} at {r['clock_mhz']:g} MHz, weights {r['weights']} in {r['memory']}"),
         ("model", f"{r['model']} ({spec}, batch {r['batch']})"),
-        ("engine", f"{e['rows']}x{e['cols']} {e['dataflow']} s={e['pe_stages']}, {e['lanes']} lanes, tile {e['tile']}, "
+        ("engine", f"{e['arrays']} x {e['rows']}x{e['cols']} {e['dataflow']} s={e['pe_stages']}, {e['lanes']} lanes, "
+                   f"tile {e['tile']}, "
                    f"{e['state_slots']} state slots"),
         ("tokens/s", f"{r['tokens_per_s']:,.2f}"),
         ("joules/token", f"{j['low']:.3g} .. {j['high']:.3g} (power {pw['low']:.3g} .. {pw['high']:.3g} W)"),
@@ -154,9 +155,11 @@ def add_query_flags(p):
     p.add_argument("--host-lm-head", action="store_true",
                    help="leave the final norm and LM head to the host (as LightMamba's measurement does)")
     p.add_argument("--fit", action="store_true",
-                   help="grow the matrix engine's columns (rows kept), then its lanes, to the largest that fits the board")
+                   help="grow the number of matrix arrays, then the lanes, to the largest that fits the board")
     add_spec_option(p)
     add_engine_flags(p, "engine (override the spec's engine section)")
+    p.add_argument("--arrays", type=int, default=None, metavar="N",
+                   help="matrix arrays side by side, each with 1/N of every layer's outputs (model only)")
 
 
 def register_perf(verbs, formatter):
@@ -197,14 +200,15 @@ def sweep_points(args):
             _tree(t)
     base = engine_from_args(args)
     engines = []
-    for rows in _csv("rows", args.rows_list):
-        for cols in _csv("cols", args.cols_list):
-            for lanes in _csv("lanes", args.lanes_list):
-                for tile in _csv("tiles", args.tiles):
-                    try:
-                        engines.append(replace(base, rows=rows, cols=cols, lanes=lanes, tile=tile))
-                    except ValueError as exc:
-                        raise UsageError(f"engine.{exc}") from None
+    for arrays in _csv("arrays", args.arrays_list):
+        for rows in _csv("rows", args.rows_list):
+            for cols in _csv("cols", args.cols_list):
+                for lanes in _csv("lanes", args.lanes_list):
+                    for tile in _csv("tiles", args.tiles):
+                        try:
+                            engines.append(replace(base, rows=rows, cols=cols, lanes=lanes, tile=tile, arrays=arrays))
+                        except ValueError as exc:
+                            raise UsageError(f"engine.{exc}") from None
     return [(b, w, t, e) for b in boards for w in weights for t in trees for e in engines]
 
 
@@ -241,7 +245,8 @@ def cmd_sweep(args):
         except ValueError as exc:
             skipped += 1                                   # e.g. a tree with more live states than slots
             continue
-        rows.append({"board": board.name, "weights": weights, "tree": tree, "rows": engine.rows, "cols": engine.cols,
+        rows.append({"board": board.name, "weights": weights, "tree": tree, "arrays": engine.arrays,
+                     "rows": engine.rows, "cols": engine.cols,
                      "lanes": engine.lanes, "tile": engine.tile, "nodes": r["nodes_per_verification"],
                      "tokens_per_verification": r["tokens_per_verification"], "tokens_per_s": r["tokens_per_s"],
                      "joules_per_token_low": r["joules_per_token"]["low"],
@@ -264,7 +269,7 @@ def cmd_sweep(args):
         if r["fits"] and (key not in best or r["tokens_per_s"] > best[key]["tokens_per_s"]):
             best[key] = r
     for (b, w), r in sorted(best.items()):
-        lines.append(f"| {b} | {w} | {r['tree']} | {r['rows']}x{r['cols']}, {r['lanes']} lanes | {r['tile']} | "
+        lines.append(f"| {b} | {w} | {r['tree']} | {r['arrays']} x {r['rows']}x{r['cols']}, {r['lanes']} lanes | {r['tile']} | "
                      f"{r['tokens_per_s']:,.2f} | {r['joules_per_token_low']:.3g} .. {r['joules_per_token_high']:.3g} | "
                      f"{r['bottleneck']} |")
     (out / "mamba_sweep.md").write_text("\n".join(lines) + "\n")
@@ -328,7 +333,8 @@ def register_sweep(verbs, formatter):
                    help="trees separated by ';' ('single': plain decode)")
     p.add_argument("--weights", default="bf16,int8,int4", metavar="F1,F2,...")
     p.add_argument("--rows-list", default="4,8,16", metavar="R1,R2,...", help="matrix engine rows")
-    p.add_argument("--cols-list", default="64,128,256,512", metavar="C1,C2,...", help="matrix engine columns")
+    p.add_argument("--cols-list", default="64,128,256", metavar="C1,C2,...", help="matrix engine columns")
+    p.add_argument("--arrays-list", default="1,2,4,8", metavar="A1,A2,...", help="matrix arrays side by side")
     p.add_argument("--lanes-list", default="8,32", metavar="L1,L2,...", help="SSM lanes")
     p.add_argument("--tiles", default="8,16", metavar="T1,T2,...", help="tree nodes per tile")
     p.add_argument("--acceptance", default="0.7", metavar="P", help="per-token acceptance probability")
