@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from specmx.models.config import EngineConfig
 from specmx.sim.runner import run_cocotb, to_verilog
-from specmx.sim.tree_ssm_check import PRESETS
+from specmx.sim.tree_ssm_check import model_config
 
 __all__ = ["MICRO_ENGINE", "check_engine"]
 
@@ -17,11 +17,6 @@ __all__ = ["MICRO_ENGINE", "check_engine"]
 # bf16 weights) per cycle: half a weight beat per cycle, so weight folds stall on memory.
 MICRO_ENGINE = EngineConfig(rows=4, cols=4, dataflow="ws", pe_stages=3, lanes=1, tile=8, state_slots=8,
                             mem_latency=16, mem_words=1)
-
-
-def model_config(family):
-    from specmx.models import mamba, mamba2
-    return mamba2.get_preset(PRESETS[family]) if family == "mamba2" else mamba.get_preset(PRESETS[family])
 
 
 def check_engine(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, engine: EngineConfig = MICRO_ENGINE,
@@ -42,7 +37,8 @@ def check_engine(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, e
     case = {"family": family, "tree": list(tree) if not isinstance(tree, str) else tree, "backtrack": backtrack,
             "tokens": tokens, "seed": seed, "draft": draft, "prompt": list(prompt), "memory_budget": memory_budget,
             "engine": fields, "idle": idle, "backpressure": backpressure, "corrupt_weight": corrupt_weight,
-            "corrupt_weight_word": corrupt_weight_word, "wrong_parent": wrong_parent, "model_error": model_error, "negative_controls": negative_controls,
+            "corrupt_weight_word": corrupt_weight_word, "wrong_parent": wrong_parent, "model_error": model_error,
+            "negative_controls": negative_controls,
             "lanes": unit_configs(engine, dims)[1].lanes}          # the scan's: its reduction order
     result = run_cocotb(rtl, "mamba_engine", "specmx.sim.tb_mamba_engine", {"SPECMX_CASE": json.dumps(case)},
                         simulator, verilog_text=verilog, waves=waves)

@@ -11,7 +11,7 @@ from specmx.models.gemm_streams import block_rows, result_beats, stream_beats, t
 from specmx.sim.ssm_check import _conv_records, _scan_records, pack_beats
 from specmx.sim.streams import pack_lanes
 
-__all__ = ["bf16", "words_of", "conv_job", "scan_job", "linear_job"]
+__all__ = ["bf16", "state_mismatches", "words_of", "conv_job", "scan_job", "linear_job"]
 
 F32_MASK = (1 << 32) - 1
 
@@ -19,6 +19,16 @@ F32_MASK = (1 << 32) - 1
 def bf16(ops, x):
     """Values as the bf16 words a multiplier sees (round to nearest even, NaN canonical)."""
     return encode(ops.operand(np.asarray(x, np.float64)), "bf16")
+
+
+def state_mismatches(ops, gold, rtl):
+    """Words that differ between two lists of states (per-layer conv windows compared as the bf16
+    operands they hold, SSM states as raw fp32 bit patterns)."""
+    bad = 0
+    for g, r in zip(gold, rtl):
+        bad += sum(int(np.sum(bf16(ops, a) != bf16(ops, b))) for a, b in zip(g.conv, r.conv))
+        bad += sum(int(np.sum(a.view(np.int32) != b.view(np.int32))) for a, b in zip(g.ssm, r.ssm))
+    return bad
 
 
 def words_of(beats, bits, lanes):

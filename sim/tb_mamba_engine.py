@@ -36,7 +36,7 @@ from specmx.hdl.scan import scan_layout
 from specmx.models.mamba import MambaState
 from specmx.models.perf.engine import list_schedule, model_dims, step_graph, step_ops, unit_configs
 from specmx.models.specdec import _recompute, assign_slots, speculative_generate, verify_tree
-from specmx.sim.engine_jobs import bf16, conv_job, linear_job, scan_job
+from specmx.sim.engine_jobs import conv_job, linear_job, scan_job, state_mismatches
 from specmx.sim.streams import TB, memory_ready_cycle, write_report
 from specmx.sim.tree_ssm_check import build_models
 
@@ -453,12 +453,7 @@ class RTLEngine:
         result = {"logits": work.logits, "states": work.states, "cache": work.caches, "peak_live_states": work.used}
         gold = verify_tree(self.model, state, tokens, parent, tile, cache=cache, store=store)
         bad = int(np.sum(gold["logits"].view(np.int32) != work.logits.view(np.int32)))
-        state_bad = 0
-        if store:
-            for g, r in zip(gold["states"], work.states):
-                state_bad += sum(int(np.sum(bf16(self.model.ops, a) != bf16(self.model.ops, b)))
-                                 for a, b in zip(g.conv, r.conv))
-                state_bad += sum(int(np.sum(a.view(np.int32) != b.view(np.int32))) for a, b in zip(g.ssm, r.ssm))
+        state_bad = state_mismatches(self.model.ops, gold["states"], work.states) if store else 0
         self.passes.append({"nodes": len(tokens), "logit_mismatches": bad, "state_mismatches": state_bad, **timing})
         return result
 
@@ -470,8 +465,7 @@ class RTLEngine:
         phase = [op for op in ops if op.phase == "backtrack"]
         timing = await self._run(phase, work)
         gold = _recompute(self.model, state, path_caches)
-        bad = sum(int(np.sum(bf16(self.model.ops, a) != bf16(self.model.ops, b))) for a, b in zip(gold.conv, work.new.conv))
-        bad += sum(int(np.sum(a.view(np.int32) != b.view(np.int32))) for a, b in zip(gold.ssm, work.new.ssm))
+        bad = state_mismatches(self.model.ops, [gold], [work.new])
         self.passes.append({"recompute_path": len(path_caches), "state_mismatches": bad, **timing})
         return work.new
 

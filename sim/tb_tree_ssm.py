@@ -28,7 +28,7 @@ from cocotb.task import bridge, resume
 from specmx.models.mamba import MambaState
 from specmx.models.perf.ssm import conv_cycles, scan_cycles
 from specmx.models.specdec import _recompute, assign_slots, speculative_generate, verify_tree
-from specmx.sim.engine_jobs import bf16, conv_job, scan_job
+from specmx.sim.engine_jobs import conv_job, scan_job, state_mismatches
 from specmx.sim.streams import TB, StreamMonitor, StreamSink, StreamSource, write_report
 from specmx.sim.tree_ssm_check import build_models, unit_configs
 
@@ -149,11 +149,7 @@ class RTLSSM:
         states (conv windows as the operands they hold)."""
         gold = verify_tree(self.model, state, tokens, parent, tile, cache=cache, store=store)
         bad = int(np.sum(gold["logits"].view(np.int32) != rtl["logits"].view(np.int32)))
-        state_bad = 0
-        if store:
-            for g, r in zip(gold["states"], rtl["states"]):
-                state_bad += sum(int(np.sum(bf16(self.ops, a) != bf16(self.ops, b))) for a, b in zip(g.conv, r.conv))
-                state_bad += sum(int(np.sum(a.view(np.int32) != b.view(np.int32))) for a, b in zip(g.ssm, r.ssm))
+        state_bad = state_mismatches(self.ops, gold["states"], rtl["states"]) if store else 0
         self.passes.append({"nodes": len(tokens), "logit_mismatches": bad, "state_mismatches": state_bad})
 
     async def recompute(self, state, path_caches):
@@ -169,8 +165,7 @@ class RTLSSM:
             _, hs = await self.scan_run(L, state.ssm[li], u, dt, np.zeros_like(u), B, C, chain, chain)
             new.conv[li], new.ssm[li] = windows[-1], hs[-1]
         gold = _recompute(self.model, state, path_caches)
-        bad = sum(int(np.sum(bf16(self.ops, a) != bf16(self.ops, b))) for a, b in zip(gold.conv, new.conv))
-        bad += sum(int(np.sum(a.view(np.int32) != b.view(np.int32))) for a, b in zip(gold.ssm, new.ssm))
+        bad = state_mismatches(self.ops, [gold], [new])
         self.passes.append({"recompute_path": k, "state_mismatches": bad})
         return new
 

@@ -36,13 +36,18 @@ def unit_configs(cfg, lanes):
     return engine_units(EngineConfig(lanes=lanes), model_dims(cfg))
 
 
+def model_config(family):
+    """The co-simulations' micro model configuration of `family`."""
+    from specmx.models import mamba, mamba2
+    return mamba2.get_preset(PRESETS[family]) if family == "mamba2" else mamba.get_preset(PRESETS[family])
+
+
 def check_tree_ssm(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, lanes=1, slots=8, tile=8,
                    seed=0, draft="noise0.3", prompt=(1, 2, 3), idle=0.0, backpressure=0.0, simulator="verilator",
                    memory_budget=1 << 20, corrupt_weight=False, wrong_parent=False, waves=None):
     """Run the co-simulation; returns its report (`tokens`, `token_mismatches`, `logit_mismatches`,
     `state_mismatches`, `cycle_mismatches`, `unit_runs`, ...) with `ok`."""
-    from specmx.models import mamba, mamba2
-    cfg = mamba2.get_preset(PRESETS[family]) if family == "mamba2" else mamba.get_preset(PRESETS[family])
+    cfg = model_config(family)
     conv, scan = unit_configs(cfg, lanes)
     rtl, verilog = _rtl(conv, scan, slots)
     case = {"family": family, "tree": list(tree) if not isinstance(tree, str) else tree, "backtrack": backtrack,

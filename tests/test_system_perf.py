@@ -161,7 +161,8 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, args, message):
 
 def test_sweep_writes_json_table_and_plots(tmp_path):
     proc = _cli("mamba", "sweep", "--board", "vck190,u280", "--trees", "single;1,1;3,2,1", "--weights", "int8",
-                "--rows-list", "8", "--cols-list", "64,128", "--lanes-list", "16", "--tiles", "8", "--out", str(tmp_path))
+                "--arrays-list", "1", "--rows-list", "8", "--cols-list", "64,128", "--lanes-list", "16", "--tiles", "8",
+                "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "mamba_sweep.json").read_text())
     assert len(data["rows"]) == 2 * 3 * 2 and data["skipped"] == 0

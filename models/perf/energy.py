@@ -38,7 +38,8 @@ OFFCHIP_SOURCES = (
     "interfaces); all include the FPGA-side PHY only roughly")
 
 ONCHIP_PJ_PER_BIT = (0.3, 1.5)
-ONCHIP_SOURCES = "U: block RAM / UltraRAM read or write per bit (45 nm 8 KB SRAM: about 0.16 pJ/bit, Horowitz 2014, x2-10)"
+ONCHIP_SOURCES = ("U: block RAM / UltraRAM read or write per bit (45 nm 8 KB SRAM: about 0.16 pJ/bit, "
+                  "Horowitz 2014, x2-10)")
 
 # pJ per elementwise SSM operation (an fp32 multiply-add of the scan or conv, or a function-unit
 # evaluation), by DSP kind

@@ -37,8 +37,8 @@ from specmx.models.config import EngineConfig
 from specmx.models.perf.gemm import gemm_cycles, memory_stall_cycles
 from specmx.models.perf.ssm import conv_latency, function_unit_cycles, rmsnorm_cycles, scan_latency
 
-__all__ = ["UNITS", "EPILOGUE", "ModelDims", "Op", "linear_cycles", "model_dims", "unit_configs", "tree_parents", "step_ops", "step_cycles",
-           "step_graph", "list_schedule", "engine_perf", "backtrack_strategy"]
+__all__ = ["UNITS", "EPILOGUE", "ModelDims", "Op", "linear_cycles", "linear_parts", "model_dims", "unit_configs",
+           "tree_parents", "step_ops", "step_cycles", "step_graph", "list_schedule", "engine_perf", "backtrack_strategy"]
 
 UNITS = ("mxu", "conv", "scan", "norm", "fu", "rd", "wr", "host")
 EPILOGUE = 1      # the fp32 adder on the matrix engine's result stream (dt_proj bias, residual add)
@@ -94,6 +94,7 @@ def model_dims(cfg):
                      cfg.vocab_size, cfg.conv_kernel, dt_rank=cfg.dt_rank)
 
 
+@lru_cache(maxsize=1024)
 def unit_configs(engine: EngineConfig, dims: ModelDims):
     """(conv unit, scan unit) configurations the engine builds for a model: the conv's channels
     are its input (Mamba-2: x, B and C) and its lanes the largest divisor of them up to
@@ -156,10 +157,13 @@ class _Program:
         self.ops.append(Op(name, unit, int(cycles), tuple(d for d in deps if d), int(words), self.phase, int(stall)))
         return name
 
+    def __post_init__(self):
+        rate = Fraction(self.engine.mem_words if self.mem_rate is None else self.mem_rate)
+        self._num, self._den = rate.numerator, rate.denominator
+
     def mem(self, name, unit, words, deps=()):
-        e = self.engine
-        rate = e.mem_words if self.mem_rate is None else Fraction(self.mem_rate)
-        return self.add(name, unit, e.mem_latency + ceil(words / rate), deps, words)
+        beats = -(-words * self._den // self._num)                     # ceil(words / rate), exactly
+        return self.add(name, unit, self.engine.mem_latency + beats, deps, words)
 
     def linear(self, name, M, K, N, deps, epilogue=0):
         """A linear layer on the matrix engine, its K x N weights streamed over the weight
