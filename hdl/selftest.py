@@ -1,0 +1,190 @@
+"""Built-in self-test: an LFSR feeds the design under test, a CRC-32 folds its results, and the
+signature is compared with the one the golden model computed at build time
+(`models.selftest`). The result shows on LEDs and, where the board has a UART, as a line of text:
+
+    SPECMX SIG=1A2B3C4D CYC=000003E9 PASS\\r\\n
+
+`SelfTest` is everything inside the board's I/O (the part the cocotb test simulates from the
+same Verilog); `BoardTop` adds the board's clock, LEDs, button and UART.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from specmx.hdl.fma import FMA
+from specmx.models.config import FMAConfig
+from specmx.models.selftest import SEED, TAPS
+
+__all__ = ["SelfTest", "BoardTop", "UartTx", "crc32_step", "MESSAGE"]
+
+CRC_POLY = 0xEDB88320
+MESSAGE = "SPECMX SIG=%%%%%%%% CYC=######## ????\r\n"     # % signature nibbles, # cycle nibbles, ? PASS/FAIL
+
+
+def crc32_step(m, crc, word, width):
+    """The reflected CRC-32 after `width` bits of `word`, LSB first: an XOR network, each bit
+    step a named signal (an expression reused by the next step would be copied, doubling the
+    netlist with every bit)."""
+    for i in range(width):
+        step = Signal(32, name=f"crc_bit{i}")
+        m.d.comb += step.eq((crc >> 1) ^ Mux(crc[0] ^ word[i], CRC_POLY, 0))
+        crc = step
+    return crc
+
+
+class UartTx(wiring.Component):
+    """8N1 transmitter: `data` is taken when `valid` and `ready`; `divisor` clock cycles a bit."""
+
+    def __init__(self, divisor):
+        if divisor < 2:
+            raise ValueError(f"uart: the clock must be at least twice the baud rate, divisor {divisor}")
+        self.divisor = divisor
+        super().__init__({"data": In(8), "valid": In(1), "ready": Out(1), "tx": Out(1, init=1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        shift = Signal(10, init=0x3FF)
+        bits = Signal(range(11))
+        count = Signal(range(self.divisor))
+        m.d.comb += [self.ready.eq(bits == 0), self.tx.eq(shift[0])]
+        with m.If(bits == 0):
+            with m.If(self.valid):
+                m.d.sync += [shift.eq(Cat(Const(0, 1), self.data, Const(1, 1))), bits.eq(10),
+                             count.eq(self.divisor - 1)]
+        with m.Elif(count == 0):
+            m.d.sync += [shift.eq(Cat(shift[1:], Const(1, 1))), bits.eq(bits - 1), count.eq(self.divisor - 1)]
+        with m.Else():
+            m.d.sync += count.eq(count - 1)
+        return m
+
+
+def _hex(nibble):
+    return Mux(nibble < 10, nibble + ord("0"), nibble + (ord("A") - 10))
+
+
+class SelfTest(wiring.Component):
+    """The self-test of one FMA configuration.
+
+    Parameters: `cfg` (IEEE accumulator words), `stages` (FMA pipeline depth), `ops` (operations
+    per run), `expected` (the golden signature), `uart_divisor` (clock cycles per UART bit),
+    `flip` (a constant XORed into every result: the negative control's broken design).
+
+    Members: `restart` In(1) starts a new run; `done`, `passed`, `running`, `tx` Out(1);
+    `sig` (the signature so far), `cycles` Out(32).
+    """
+
+    def __init__(self, cfg: FMAConfig, stages, ops, expected, uart_divisor, flip=0):
+        if cfg.internal:
+            raise ValueError("fma.policy: the self-test feeds IEEE accumulator words; allowed: round, flush, exact")
+        if not 1 <= ops <= 1 << 24:
+            raise ValueError(f"ops: must be 1..16777216, got {ops}")
+        self.cfg, self.stages, self.ops, self.expected = cfg, stages, ops, expected
+        self.uart_divisor, self.flip = uart_divisor, flip
+        super().__init__({"restart": In(1), "done": Out(1), "passed": Out(1), "running": Out(1), "tx": Out(1),
+                          "sig": Out(32), "cycles": Out(32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        m.submodules.fma = fma = FMA(cfg, self.stages)
+        m.submodules.uart = uart = UartTx(self.uart_divisor)
+
+        lfsr = Signal(32, init=SEED)
+        prev = Signal(32)
+        issued = Signal(range(self.ops + 1))
+        received = Signal(range(self.ops + 1))
+        crc = Signal(32, init=0xFFFFFFFF)
+        cycles = Signal(32)
+        state = Signal(range(3))                        # 0 run, 1 report, 2 idle
+        issuing = (state == 0) & (issued < self.ops)
+        m.d.comb += [fma.a.eq(lfsr[:cfg.in_f.width]), fma.b.eq(lfsr[16:16 + cfg.in_f.width]),
+                     fma.c.eq(prev[:cfg.acc_width]), fma.valid.eq(issuing),
+                     self.sig.eq(~crc), self.cycles.eq(cycles), self.running.eq(state == 0),
+                     self.done.eq(state != 0), self.passed.eq((state != 0) & (~crc == self.expected)),
+                     self.tx.eq(uart.tx)]
+        with m.If(issuing):
+            m.d.sync += [lfsr.eq((lfsr >> 1) ^ Mux(lfsr[0], TAPS, 0)), prev.eq(lfsr), issued.eq(issued + 1)]
+        result = Signal(cfg.acc_width)
+        m.d.comb += result.eq(fma.r ^ (self.flip & ((1 << cfg.acc_width) - 1)))
+        next_crc = crc32_step(m, crc, result, cfg.acc_width)
+        with m.If((state == 0) & fma.r_valid):
+            m.d.sync += [crc.eq(next_crc), received.eq(received + 1)]
+            with m.If(received == self.ops - 1):
+                m.d.sync += state.eq(1)
+        with m.If(state == 0):
+            m.d.sync += cycles.eq(cycles + 1)
+
+        # the report line: constants, hex nibbles of the signature and cycle count, PASS/FAIL
+        sig, cyc = ~crc, cycles
+        chars, s_i, c_i, v_i = [], 7, 7, 0
+        for ch in MESSAGE:
+            if ch == "%":
+                chars.append(_hex(sig.word_select(s_i, 4)))
+                s_i -= 1
+            elif ch == "#":
+                chars.append(_hex(cyc.word_select(c_i, 4)))
+                c_i -= 1
+            elif ch == "?":
+                chars.append(Mux(sig == self.expected, ord("PASS"[v_i]), ord("FAIL"[v_i])))
+                v_i += 1
+            else:
+                chars.append(Const(ord(ch), 8))
+        table = Array(chars)
+        index = Signal(range(len(MESSAGE) + 1))
+        m.d.comb += [uart.data.eq(table[index]), uart.valid.eq((state == 1) & (index < len(MESSAGE)))]
+        with m.If(uart.valid & uart.ready):
+            m.d.sync += index.eq(index + 1)
+        with m.If((state == 1) & (index == len(MESSAGE)) & uart.ready):
+            m.d.sync += state.eq(2)
+
+        with m.If(self.restart):                        # a new run from the seed
+            m.d.sync += [lfsr.eq(SEED), prev.eq(0), issued.eq(0), received.eq(0), crc.eq(0xFFFFFFFF),
+                         cycles.eq(0), state.eq(0), index.eq(0)]
+        return m
+
+
+class BoardTop(Elaboratable):
+    """The self-test on a board: the default clock, the restart button (synchronized, edge),
+    pass / fail / running on LEDs, the report on the UART where there is one."""
+
+    def __init__(self, selftest_factory):
+        self.selftest_factory = selftest_factory        # clock Hz -> SelfTest
+
+    def elaborate(self, platform):
+        from amaranth.lib.cdc import FFSynchronizer
+        m = Module()
+        clk_hz = platform.default_clk_frequency
+        m.submodules.selftest = st = self.selftest_factory(clk_hz)
+        leds = _leds(platform)
+        m.d.comb += [leds[0].eq(st.passed), leds[1].eq(st.done & ~st.passed), leds[2].eq(st.running)]
+        try:
+            button = platform.request("button", 0).i
+        except Exception:                               # no button: the configuration reset restarts
+            button = Const(0, 1)
+        pressed, last = Signal(), Signal()
+        m.submodules.sync_button = FFSynchronizer(button, pressed)
+        m.d.sync += last.eq(pressed)
+        m.d.comb += st.restart.eq(pressed & ~last)
+        try:
+            uart = platform.request("uart", 0)
+            m.d.comb += uart.tx.o.eq(st.tx)
+        except Exception:
+            pass
+        return m
+
+
+def _leds(platform):
+    """Three LED outputs (pass, fail, running) from the board's LED resources."""
+    outs = []
+    try:
+        rgb = platform.request("rgb_led", 0)
+        return [rgb.g.o, rgb.r.o, rgb.b.o]
+    except Exception:
+        pass
+    for i in range(3):
+        try:
+            outs.append(platform.request("led", i).o)
+        except Exception:
+            outs.append(Signal(name=f"no_led_{i}"))
+    return outs

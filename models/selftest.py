@@ -1,0 +1,56 @@
+"""Golden model of the built-in self-test (`hdl.selftest.SelfTest`): the operands its LFSR
+makes, the results the golden FMA gives for them, and the CRC-32 signature of those results,
+which the bitstream carries as the value the silicon must reach.
+
+Operand generator: a 32-bit Galois LFSR (right shift, taps 0x80200003: x^32 + x^22 + x^2 + x + 1),
+seeded with SEED, stepping once per operation. Operation k takes word w_k: a = the low
+in-format bits of w_k, b = the in-format bits from bit 16 up, c = the accumulator bits of the
+previous word w_{k-1} (0 for the first operation).
+
+Signature: CRC-32 (IEEE 802.3, reflected, as `zlib.crc32`) over the results in order, each
+result word as acc-width/8 little-endian bytes.
+"""
+
+import zlib
+
+import numpy as np
+
+from specmx.models.config import FMAConfig
+from specmx.models.fma import fma
+
+__all__ = ["SEED", "TAPS", "lfsr_words", "operands", "signature"]
+
+SEED = 0xACE1ACE1
+TAPS = 0x80200003
+
+
+def lfsr_words(n, seed=SEED):
+    """The first n words of the LFSR (w_0 = seed)."""
+    out = np.empty(n, dtype=np.int64)
+    s = seed
+    for k in range(n):
+        out[k] = s
+        s = (s >> 1) ^ (TAPS if s & 1 else 0)
+    return out
+
+
+def operands(cfg: FMAConfig, n, seed=SEED):
+    """(a, b, c) raw bit patterns of the n operations."""
+    w = lfsr_words(n, seed)
+    in_mask = (1 << cfg.in_f.width) - 1
+    acc_mask = (1 << cfg.acc_width) - 1
+    a = w & in_mask
+    b = (w >> 16) & in_mask
+    c = np.concatenate([[0], w[:-1]]) & acc_mask
+    return a, b, c
+
+
+def signature(cfg: FMAConfig, n, seed=SEED):
+    """(CRC-32 of the n golden results, the results)."""
+    if cfg.internal:
+        raise ValueError("fma.policy: the self-test feeds IEEE accumulator words; allowed: round, flush, exact")
+    a, b, c = operands(cfg, n, seed)
+    r = fma(a, b, c, cfg)
+    nbytes = cfg.acc_width // 8
+    data = b"".join(int(v).to_bytes(nbytes, "little") for v in r)
+    return zlib.crc32(data) & 0xFFFFFFFF, r

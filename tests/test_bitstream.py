@@ -1,0 +1,132 @@
+"""Self-test bitstreams (`specmx bitstream build`): real iCE40 and ECP5 builds through
+amaranth-boards and the YoWASP tools, the built self-test's Verilog simulated to the golden
+signature (and a broken copy to a different one), byte-identical rebuilds, the Vivado export,
+the UART report reader, and bad requests."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from specmx.bitstream import default_fma, selftest_for
+from specmx.models.config import FMAConfig
+from specmx.models.selftest import operands, signature
+from specmx.sim.selftest_check import check_selftest, parse_report_line
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "specmx.cli", *args], capture_output=True, text=True)
+
+
+def _build(board, out, *extra):
+    proc = _cli("bitstream", "build", "--board", board, "--out", str(out), "--json", *extra)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_golden_signature_is_the_crc_of_golden_results():
+    """The expected signature: zlib's CRC-32 over the golden FMA's results on the LFSR operands;
+    the operands cover every exponent range (NaN and infinity inputs included)."""
+    import zlib
+
+    import numpy as np
+
+    from specmx.models.fma import fma
+    cfg = FMAConfig("e4m3", "fp16")
+    sig, results = signature(cfg, 1000)
+    a, b, c = operands(cfg, 1000)
+    assert np.array_equal(results, fma(a, b, c, cfg))
+    assert sig == zlib.crc32(b"".join(int(r).to_bytes(2, "little") for r in results))
+    assert len(set(a.tolist())) > 200 and c[0] == 0
+    assert signature(cfg, 999)[0] != sig                      # one operation fewer: another signature
+
+
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
+def test_selftest_bitstream_builds_fits_and_meets_its_clock(tmp_path, board):
+    """An fp8 (e4m3 x e4m3 + fp16) FMA self-test on the iCE40UP5K, a bf16 x bf16 + fp32 one on
+    the ECP5-85F: a bitstream, utilization within the part, the oscillator's clock met, the
+    golden signature in the summary; the same build again is byte-identical (iCE40)."""
+    s = _build(board, tmp_path / "a")
+    cfg = default_fma(board)
+    assert s["config"] == cfg.name and s["signature"] == f"{signature(cfg, 1000)[0]:08X}"
+    assert s["timing_met"] and s["fmax_mhz"] >= s["clock_mhz"]
+    bit = Path(s["bitstream"])
+    assert bit.exists() and bit.stat().st_size > 50_000
+    logic = s["utilization"]["ICESTORM_LC" if board == "icebreaker" else "TRELLIS_COMB"]
+    assert 0 < logic["used"] < logic["available"]
+    assert (tmp_path / "a" / "selftest.v").exists() and (tmp_path / "a" / "top.report.json").exists()
+    if board == "icebreaker":
+        again = _build(board, tmp_path / "b")
+        assert again["bitstream_sha256"] == s["bitstream_sha256"]
+        assert (tmp_path / "b" / "top.bin").read_bytes() == bit.read_bytes()
+
+
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
+def test_built_selftest_verilog_reaches_the_golden_signature(tmp_path, board):
+    """The Verilog a build writes is the self-test the simulation runs: it reaches the golden
+    signature twice (a restart in between), lights pass, and its UART line says so; the same
+    design with one flipped result bit (the negative control) gives another signature and FAIL."""
+    from specmx.sim.runner import to_verilog
+    cfg = default_fma(board)
+    clock = 12e6 if board == "icebreaker" else 25e6
+    good = selftest_for(cfg, 3, 1000, clock)
+    text = to_verilog(good, "selftest")
+    report = check_selftest(good, verilog_text=text)
+    assert report["ok"], report
+    assert report["lines"][0].startswith(f"SPECMX SIG={good.expected:08X} ") and report["lines"][0].endswith("PASS\r\n")
+    assert report["runs"][0]["cycles"] == report["runs"][1]["cycles"] == 1000 + 3
+    broken = selftest_for(cfg, 3, 1000, clock, flip=1 << 5)
+    bad = check_selftest(broken)
+    assert not bad["ok"] and not bad["signature_matches"]
+    assert bad["runs"][0]["done"] and not bad["runs"][0]["passed"] and bad["lines"][0].endswith("FAIL\r\n")
+
+
+def test_vivado_export_is_structurally_complete(tmp_path):
+    from specmx.sim.runner import to_verilog
+    proc = _cli("bitstream", "export", "--vendor", "vivado", "--board", "vck190", "--clock", "200", "--out",
+                str(tmp_path / "viv"))
+    assert proc.returncode == 0, proc.stderr
+    d = tmp_path / "viv"
+    tcl, xdc = (d / "build.tcl").read_text(), (d / "selftest.xdc").read_text()
+    assert "-part xcvc1902-vsva2197-2MP-e-S" in tcl and "synth_design -top selftest" in tcl and "route_design" in tcl
+    assert "create_clock -name clk -period 5.000 [get_ports clk]" in xdc
+    assert "vivado -mode batch -source build.tcl" in (d / "README.md").read_text()
+    expected = to_verilog(selftest_for(FMAConfig("bf16", "fp32"), 3, 1000, 200e6), "selftest")
+    assert (d / "selftest.v").read_text() == expected
+    assert json.loads((d / "summary.json").read_text())["part"] == "xcvc1902-vsva2197-2MP-e-S"
+    proc = _cli("bitstream", "export", "--board", "vhk158", "--out", str(tmp_path / "v2"))
+    assert proc.returncode == 0 and "xcvh1582" in (tmp_path / "v2" / "build.tcl").read_text()
+
+
+def test_report_reader_against_the_simulated_uart_stream(tmp_path):
+    line = f"SPECMX SIG={0xDEADBEEF:08X} CYC={1003:08X} PASS\r\n"
+    assert parse_report_line(line) == (0xDEADBEEF, 1003, True)
+    port = tmp_path / "tty"
+    port.write_bytes(b"\x00noise\r\n" + line.encode())
+    assert _cli("bitstream", "read", "--port", str(port), "--expect", "DEADBEEF").returncode == 0
+    proc = _cli("bitstream", "read", "--port", str(port), "--expect", "DEADBEEE")
+    assert proc.returncode == 1 and "FAIL" in proc.stdout
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["build", "--board", "vck190"], 2, "board: no bitstream flow for 'vck190'"),
+    (["build", "--board", "ulx3s-85f", "--clock", "50"], 2, "clock: 50 MHz needs a PLL"),
+    (["build", "--board", "icebreaker", "--design", "gemm"], 2, "design: the gemm self-test is not built yet"),
+    (["build", "--board", "icebreaker", "--ops", "0"], 2, "ops: must be"),
+    (["export", "--board", "u280"], 2, "board: no Vivado export for 'u280'; allowed: vck190, vhk158"),
+    (["read", "--port", "/nonexistent/tty", "--expect", "00000000"], 2, "port: cannot open"),
+])
+def test_bad_requests(tmp_path, args, code, message):
+    out = ["--out", str(tmp_path / "x")] if args[0] in ("build", "export") else []
+    proc = _cli("bitstream", *args, *out)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.regress
+def test_orangecrab_selftest_bitstream(tmp_path):
+    s = _build("orangecrab-85f", tmp_path / "oc")
+    assert s["timing_met"] and Path(s["bitstream"]).exists()
