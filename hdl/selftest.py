@@ -8,7 +8,7 @@ signature is compared with the one the golden model computed at build time
 same Verilog); `BoardTop` adds the board's clock, LEDs, button and UART.
 """
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, ClockDomain, Const, Elaboratable, Instance, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -145,16 +145,37 @@ class SelfTest(wiring.Component):
 
 
 class BoardTop(Elaboratable):
-    """The self-test on a board: the default clock, the restart button (synchronized, edge),
-    pass / fail / running on LEDs, the report on the UART where there is one."""
+    """The self-test on a board: the default clock (or, with `pll`, an ECP5 EHXPLLL's output:
+    the dividers of `bitstream.ecp5_pll`, the domain held in reset until the PLL locks), the
+    restart button (synchronized, edge), pass / fail / running on LEDs, the report on the UART
+    where there is one."""
 
-    def __init__(self, selftest_factory):
+    def __init__(self, selftest_factory, pll=None):
         self.selftest_factory = selftest_factory        # clock Hz -> SelfTest
+        self.pll = pll
 
     def elaborate(self, platform):
-        from amaranth.lib.cdc import FFSynchronizer
+        from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
         m = Module()
         clk_hz = platform.default_clk_frequency
+        if self.pll:
+            p, clk_hz = self.pll, self.pll["fout_mhz"] * 1e6
+            m.domains.sync = cd = ClockDomain("sync")
+            clk_in = platform.request(platform.default_clk, 0).i
+            locked = Signal()
+            m.submodules.pll = Instance(
+                "EHXPLLL", a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+                a_MFG_GMCREF_SEL="2", a_FREQUENCY_PIN_CLKI=f"{platform.default_clk_frequency / 1e6:g}",
+                a_FREQUENCY_PIN_CLKOP=f"{p['fout_mhz']:g}",
+                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+                p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD", p_CLKI_DIV=p["CLKI_DIV"],
+                p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"], p_CLKOP_CPHASE=p["CLKOP_CPHASE"],
+                p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=p["CLKFB_DIV"],
+                i_RST=0, i_STDBY=0, i_CLKI=clk_in, o_CLKOP=cd.clk, i_CLKFB=cd.clk, i_PHASESEL0=0, i_PHASESEL1=0,
+                i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
+            m.submodules.pll_reset = ResetSynchronizer(~locked, domain="sync")
+            platform.add_clock_constraint(cd.clk, clk_hz)
         m.submodules.selftest = st = self.selftest_factory(clk_hz)
         leds = _leds(platform)
         m.d.comb += [leds[0].eq(st.passed), leds[1].eq(st.done & ~st.passed), leds[2].eq(st.running)]

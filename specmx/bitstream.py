@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 __all__ = ["BOARD_PLATFORMS", "DESIGNS", "BuildError", "default_fma", "selftest_for", "build_bitstream",
-           "export_vivado", "VIVADO_BOARDS"]
+           "export_vivado", "VIVADO_BOARDS", "ecp5_pll"]
 
 # board -> (amaranth-boards module, platform class, family)
 BOARD_PLATFORMS = {
@@ -79,27 +79,31 @@ def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bit
     platform = platform_for(board)
     family = BOARD_PLATFORMS[board][2]
     osc_mhz = platform.default_clk_frequency / 1e6
+    pll = None
     if clock_mhz is not None and abs(clock_mhz - osc_mhz) > 1e-9:
-        raise BuildError(f"clock: {clock_mhz:g} MHz needs a PLL; this release builds at {board}'s oscillator, "
-                         f"{osc_mhz:g} MHz (allowed: --clock {osc_mhz:g} or no --clock)", 2)
+        if family != "ecp5":
+            raise BuildError(f"clock: {clock_mhz:g} MHz needs a PLL, which specmx drives on the ECP5 boards only; "
+                             f"allowed on {board}: its oscillator, {osc_mhz:g} MHz", 2)
+        pll = ecp5_pll(osc_mhz, clock_mhz)
+    clock_hz = pll["fout_mhz"] * 1e6 if pll else platform.default_clk_frequency
     out = Path(out)
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    selftest = selftest_for(cfg, stages, ops, platform.default_clk_frequency)
+    selftest = selftest_for(cfg, stages, ops, clock_hz)
     (tmp / "selftest.v").write_text(to_verilog(selftest, "selftest"))
     report = "top.report.json"
     nextpnr_opts = f"--seed {seed} --report {report} --timing-allow-fail"
     t0 = time.perf_counter()
-    products = None
     try:
         os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-        plan = platform.prepare(BoardTop(lambda hz: selftest), name="top", nextpnr_opts=nextpnr_opts,
+        plan = platform.prepare(BoardTop(lambda hz: selftest, pll), name="top", nextpnr_opts=nextpnr_opts,
                                 synth_opts="-noabc9" if family == "ecp5" else "")
-        products = plan.execute_local(str(tmp / "build"), env=_tool_env())
+        with _tool_output_to(tmp / "tools.log"):
+            plan.execute_local(str(tmp / "build"), env=_tool_env())
     except Exception as exc:                              # a tool failed: find its one-line reason
-        log = _tool_log(tmp / "build")
+        log = _tool_log(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         reason = _first_error(log) or str(exc).strip().splitlines()[-1]
         code = 2 if any(k in reason for k in ("more", "Unable to place", "not enough", "exceeds")) else 1
@@ -112,8 +116,8 @@ def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bit
             if v["used"]}
     bit_name = "top.bit" if family == "ecp5" else "top.bin"
     summary = {"board": board, "design": "fma", "config": cfg.name, "stages": stages, "ops": ops,
-               "clock_mhz": osc_mhz, "fmax_mhz": round(fmax, 2) if fmax else None,
-               "timing_met": bool(fmax and fmax >= osc_mhz), "utilization": util,
+               "clock_mhz": round(clock_hz / 1e6, 4), "pll": pll, "fmax_mhz": round(fmax, 2) if fmax else None,
+               "timing_met": bool(fmax and fmax >= clock_hz / 1e6), "utilization": util,
                "signature": f"{selftest.expected:08X}", "build_seconds": round(seconds, 1), "seed": seed}
     for name in ("top.rpt", "top.tim", report):
         if (build / name).exists():
@@ -121,7 +125,7 @@ def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bit
     if not summary["timing_met"]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise BuildError(f"bitstream: {board} {cfg.name}: timing fails, Fmax {summary['fmax_mhz']} MHz < the "
-                         f"{osc_mhz:g} MHz clock (more --stages, or a slower clock)", 1)
+                         f"{clock_hz / 1e6:g} MHz clock (more --stages, or a slower clock)", 1)
     shutil.copy(build / bit_name, tmp / bit_name)
     summary["bitstream"] = str(out / bit_name)
     summary["bitstream_sha256"] = hashlib.sha256((tmp / bit_name).read_bytes()).hexdigest()
@@ -132,10 +136,35 @@ def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bit
     return summary
 
 
-def _tool_log(build):
+class _tool_output_to:
+    """Send the tools' own stdout and stderr (file descriptors 1 and 2) to a log file, so a
+    failing build ends in specmx's one line."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        import sys
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.log = open(self.path, "w")
+        self.saved = os.dup(1), os.dup(2)
+        os.dup2(self.log.fileno(), 1)
+        os.dup2(self.log.fileno(), 2)
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        for fd in self.saved:
+            os.close(fd)
+        self.log.close()
+        return False
+
+
+def _tool_log(folder):
     text = ""
-    for name in ("top.tim", "top.rpt"):
-        p = Path(build) / name
+    for name in ("build/top.tim", "build/top.rpt", "tools.log"):
+        p = Path(folder) / name
         if p.exists():
             text += p.read_text(errors="replace")
     return text
@@ -223,3 +252,31 @@ def export_vivado(board, cfg, stages=3, ops=1000, clock_mhz=100.0, out="out/viva
         shutil.rmtree(out)
     tmp.rename(out)
     return sorted(str(p) for p in out.iterdir())
+
+
+def ecp5_pll(fin_mhz, fout_mhz):
+    """EHXPLLL dividers for `fout_mhz` from `fin_mhz` with feedback from CLKOP: fout = fin *
+    CLKFB_DIV / CLKI_DIV, the phase detector at 3.125-400 MHz, the VCO (fout * CLKOP_DIV) at
+    400-800 MHz (Lattice TN1263; the ranges Project Trellis's ecppll searches). Returns the
+    dividers and the frequency reached, the closest over all of them; a BuildError when no
+    setting comes within 0.5%."""
+    best = None
+    for clki in range(1, 129):
+        pfd = fin_mhz / clki
+        if not 3.125 <= pfd <= 400:
+            continue
+        for clkfb in range(1, 81):
+            fout = pfd * clkfb
+            for clkop in range(1, 129):
+                vco = fout * clkop
+                if 400 <= vco <= 800:
+                    err = abs(fout - fout_mhz)
+                    if best is None or err < best[0] - 1e-12:
+                        best = (err, clki, clkfb, clkop, fout, vco)
+                    break
+    if best is None or best[0] > 0.005 * fout_mhz or not 3.125 <= fout_mhz <= 400:
+        raise BuildError(f"clock: the ECP5 PLL cannot make {fout_mhz:g} MHz from {fin_mhz:g} MHz "
+                         f"(allowed: 3.125-400 MHz within 0.5%)", 2)
+    _, clki, clkfb, clkop, fout, vco = best
+    return {"CLKI_DIV": clki, "CLKFB_DIV": clkfb, "CLKOP_DIV": clkop, "CLKOP_CPHASE": (clkop - 1) // 2,
+            "fout_mhz": fout, "vco_mhz": vco}

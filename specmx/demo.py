@@ -11,6 +11,7 @@
    byte-level py-mamba1 with its trained draft continuing a line of Python (identical to greedy).
 4. Boards: the system model's tokens/s and joules/token on each board, plain and speculative
    with the acceptance just measured on the trained pair.
+5. Bitstream: the fp8 FMA self-test built for the iCEBreaker (Yosys, nextpnr-ice40, icepack).
 Results go to out/demo/demo.json next to a readable table (out/demo/demo.md).
 """
 
@@ -91,12 +92,15 @@ def run_demo(jobs=2):
     mamba_rows, mamba_lines = _demo_mamba()
     trained, trained_lines = _demo_trained()
     board_rows, board_lines = _demo_boards(trained["tokens_per_target_pass"])
-    table = "\n".join(lines + [""] + gemm_lines + [""] + mamba_lines + [""] + trained_lines + [""] + board_lines)
+    bitstream, bitstream_lines = _demo_bitstream()
+    table = "\n".join(lines + [""] + gemm_lines + [""] + mamba_lines + [""] + trained_lines + [""] + board_lines
+                      + [""] + bitstream_lines)
     (OUT / "demo.json").write_text(json.dumps({"fma": rows, "gemm": gemm_rows, "mamba": mamba_rows,
-                                               "trained": trained, "boards": board_rows}, indent=2))
+                                               "trained": trained, "boards": board_rows, "bitstream": bitstream},
+                                              indent=2))
     (OUT / "demo.md").write_text(table + "\n")
     print("\n" + table + f"\n\nsaved {OUT / 'demo.json'} and {OUT / 'demo.md'}")
-    ok = trained["equal_to_greedy"] and all(r["equal_to_greedy"] for r in mamba_rows) and all(r["rtl_mismatches"] == 0 for r in rows) and all(
+    ok = bitstream["timing_met"] and trained["equal_to_greedy"] and all(r["equal_to_greedy"] for r in mamba_rows) and all(r["rtl_mismatches"] == 0 for r in rows) and all(
         g["mismatches"] == 0 and g["cycles"] == g["predicted_cycles"] for g in gemm_rows if "cycles" in g)
     return 0 if ok else 1
 
@@ -218,3 +222,19 @@ def _demo_boards(measured_tokens):
     print("[boards] system model: " + ", ".join(f"{r['board']} {r['spec_tokens_per_s']:,.1f} tokens/s" for r in rows),
           flush=True)
     return rows, lines
+
+
+def _demo_bitstream():
+    """The iCEBreaker's fp8 FMA self-test built end to end (about 20 s)."""
+    from specmx.bitstream import build_bitstream, default_fma
+    t0 = time.perf_counter()
+    s = build_bitstream("icebreaker", default_fma("icebreaker"), out=OUT / "bitstream_icebreaker")
+    lc = s["utilization"]["ICESTORM_LC"]
+    print(f"[bitstream] icebreaker {s['config']} self-test: {lc['used']:,}/{lc['available']:,} LCs, Fmax "
+          f"{s['fmax_mhz']} MHz at {s['clock_mhz']:g} MHz, signature {s['signature']} "
+          f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    lines = ["| bitstream | design | LCs | Fmax | clock | signature | file |", "|---|---|---|---|---|---|---|",
+             f"| icebreaker | {s['config']} self-test, {s['ops']} operations | {lc['used']:,} / {lc['available']:,} | "
+             f"{s['fmax_mhz']} MHz | {s['clock_mhz']:g} MHz ({'met' if s['timing_met'] else 'missed'}) | "
+             f"{s['signature']} | {s['bitstream']} |"]
+    return s, lines

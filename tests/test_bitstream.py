@@ -112,7 +112,9 @@ def test_report_reader_against_the_simulated_uart_stream(tmp_path):
 
 @pytest.mark.parametrize("args, code, message", [
     (["build", "--board", "vck190"], 2, "board: no bitstream flow for 'vck190'"),
-    (["build", "--board", "ulx3s-85f", "--clock", "50"], 2, "clock: 50 MHz needs a PLL"),
+    (["build", "--board", "icebreaker", "--clock", "24"], 2, "clock: 24 MHz needs a PLL, which specmx drives on "
+                                                             "the ECP5 boards only"),
+    (["build", "--board", "ulx3s-85f", "--clock", "12"], 2, "clock: the ECP5 PLL cannot make 12 MHz from 25 MHz"),
     (["build", "--board", "icebreaker", "--design", "gemm"], 2, "design: the gemm self-test is not built yet"),
     (["build", "--board", "icebreaker", "--ops", "0"], 2, "ops: must be"),
     (["export", "--board", "u280"], 2, "board: no Vivado export for 'u280'; allowed: vck190, vhk158"),
@@ -130,3 +132,25 @@ def test_bad_requests(tmp_path, args, code, message):
 def test_orangecrab_selftest_bitstream(tmp_path):
     s = _build("orangecrab-85f", tmp_path / "oc")
     assert s["timing_met"] and Path(s["bitstream"]).exists()
+
+
+def test_ecp5_pll_dividers_respect_the_pll_ranges():
+    from specmx.bitstream import BuildError, ecp5_pll
+    for fin, fout in [(25, 50), (25, 33.333), (48, 60), (25, 100), (48, 150)]:
+        p = ecp5_pll(fin, fout)
+        assert 3.125 <= fin / p["CLKI_DIV"] <= 400 and 400 <= p["vco_mhz"] <= 800
+        assert abs(p["fout_mhz"] - fin * p["CLKFB_DIV"] / p["CLKI_DIV"]) < 1e-9
+        assert abs(p["fout_mhz"] / fout - 1) <= 0.005 and p["CLKOP_CPHASE"] == (p["CLKOP_DIV"] - 1) // 2
+    with pytest.raises(BuildError, match="cannot make 500 MHz"):
+        ecp5_pll(25, 500)
+
+
+@pytest.mark.regress
+def test_ecp5_clock_through_the_pll(tmp_path):
+    """33.3 MHz from the ULX3S's 25 MHz through the EHXPLLL: met; 50 MHz: timing fails (exit 1,
+    one line, no bitstream)."""
+    s = _build("ulx3s-85f", tmp_path / "pll", "--clock", "33.333")
+    assert s["timing_met"] and s["pll"]["CLKOP_DIV"] and abs(s["clock_mhz"] - 33.333) < 0.01
+    proc = _cli("bitstream", "build", "--board", "ulx3s-85f", "--clock", "50", "--out", str(tmp_path / "fast"))
+    assert proc.returncode == 1 and "timing fails" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "fast").exists()
