@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 __all__ = ["BOARD_PLATFORMS", "DESIGNS", "BuildError", "default_fma", "selftest_for", "build_bitstream",
-           "export_vivado", "VIVADO_BOARDS", "ecp5_pll"]
+           "export_vivado", "VIVADO_BOARDS", "ecp5_pll", "dfu_suffix"]
 
 # board -> (amaranth-boards module, platform class, family)
 BOARD_PLATFORMS = {
@@ -48,12 +48,37 @@ def default_fma(board):
 
 
 def platform_for(board):
+    """The amaranth-boards platform. The OrangeCrab's last build step, `dfu-suffix` (dfu-util,
+    not on PyPI), is left out: specmx appends the DFU suffix itself (`dfu_suffix`)."""
     import importlib
     if board not in BOARD_PLATFORMS:
         raise BuildError(f"board: no bitstream flow for {board!r}; allowed: {', '.join(BOARD_PLATFORMS)} "
                          f"(AMD boards: specmx bitstream export)", 2)
     module, cls, _ = BOARD_PLATFORMS[board]
-    return getattr(importlib.import_module(module), cls)()
+    base = getattr(importlib.import_module(module), cls)
+    if "dfu-suffix" not in base().required_tools:
+        return base()
+
+    class WithoutDfuSuffix(base):
+        @property
+        def required_tools(self):
+            return [t for t in super().required_tools if t != "dfu-suffix"]
+
+        @property
+        def command_templates(self):
+            return [t for t in super().command_templates if "dfu-suffix" not in t]
+
+    return WithoutDfuSuffix()
+
+
+def dfu_suffix(data, vendor=0x1209, product=0x5AF0):
+    """`data` with the 16-byte DFU 1.1 file suffix dfu-util's `dfu-suffix -v 1209 -p 5af0 -a`
+    appends (bcdDevice 0xFFFF, product, vendor, bcdDFU 0x0100, "UFD", length 16, then the CRC-32
+    of everything before it, initial value all ones, no final inversion)."""
+    import struct
+    import zlib
+    body = data + struct.pack("<HHHH3sB", 0xFFFF, product, vendor, 0x0100, b"UFD", 16)
+    return body + struct.pack("<I", zlib.crc32(body) ^ 0xFFFFFFFF)
 
 
 def selftest_for(cfg, stages, ops, clock_hz, flip=0):
@@ -128,6 +153,9 @@ def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bit
                          f"{clock_hz / 1e6:g} MHz clock (more --stages, or a slower clock)", 1)
     shutil.copy(build / bit_name, tmp / bit_name)
     summary["bitstream"] = str(out / bit_name)
+    if board.startswith("orangecrab"):                 # what dfu-util loads over USB
+        (tmp / "top.dfu").write_bytes(dfu_suffix((tmp / bit_name).read_bytes()))
+        summary["dfu"] = str(out / "top.dfu")
     summary["bitstream_sha256"] = hashlib.sha256((tmp / bit_name).read_bytes()).hexdigest()
     (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
     if out.exists():                                   # replace an earlier build only now

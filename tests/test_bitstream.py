@@ -130,8 +130,26 @@ def test_bad_requests(tmp_path, args, code, message):
 
 @pytest.mark.regress
 def test_orangecrab_selftest_bitstream(tmp_path):
+    """The OrangeCrab build (LEDs only) and its DFU file: the bitstream plus the DFU suffix."""
     s = _build("orangecrab-85f", tmp_path / "oc")
     assert s["timing_met"] and Path(s["bitstream"]).exists()
+    dfu, bit = Path(s["dfu"]).read_bytes(), Path(s["bitstream"]).read_bytes()
+    assert dfu[:-16] == bit and dfu[-8:-5] == b"UFD"
+
+
+def test_dfu_suffix_layout():
+    """dfu-util's suffix: 16 bytes, "UFD", vendor and product little-endian, and the CRC-32
+    (all-ones start, no final inversion) of everything before it; another file, another CRC."""
+    import struct
+    import zlib
+
+    from specmx.bitstream import dfu_suffix
+    out = dfu_suffix(b"bitstream bytes")
+    assert len(out) == 15 + 16 and out[:15] == b"bitstream bytes"
+    device, product, vendor, dfu, sig, length, crc = struct.unpack("<HHHH3sBI", out[15:])
+    assert (device, product, vendor, dfu, sig, length) == (0xFFFF, 0x5AF0, 0x1209, 0x0100, b"UFD", 16)
+    assert crc == zlib.crc32(out[:-4]) ^ 0xFFFFFFFF
+    assert dfu_suffix(b"bitstream bytez")[-4:] != out[-4:]
 
 
 def test_ecp5_pll_dividers_respect_the_pll_ranges():
