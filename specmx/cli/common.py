@@ -11,7 +11,7 @@ from specmx.spec import Spec, load_spec, with_fields
 
 __all__ = ["UsageError", "Parser", "add_fma_options", "add_spec_option", "add_sim_options", "design",
            "print_table", "report_simulation",
-           "fma_from_args", "int_list", "triple", "bounded", "save_result", "check_simulator"]
+           "fma_from_args", "int_list", "triple", "bounded", "save_result", "write_json", "check_simulator"]
 
 
 class UsageError(Exception):
@@ -115,11 +115,17 @@ def check_simulator(name):
         raise UsageError(f"sim: {name} is not installed here; available: {', '.join(found) or 'none'}")
 
 
-def save_result(result, path, as_json):
-    """Write a result as JSON (creating its folder) and print it as JSON or a table."""
+def write_json(result, path):
+    """Write a result as indented JSON, creating its folder; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
+    return path
+
+
+def save_result(result, path, as_json):
+    """Write a result as JSON (creating its folder) and print it as JSON or a table."""
+    path = write_json(result, path)
     if as_json:
         print(json.dumps(result))
     else:

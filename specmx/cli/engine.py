@@ -5,7 +5,7 @@ the RTL engine (`hdl.mamba_engine`) against the golden run and that cycle model.
 import json
 from pathlib import Path
 
-from specmx.cli.common import UsageError, add_spec_option, design, int_list, print_table
+from specmx.cli.common import UsageError, add_spec_option, design, int_list, print_table, write_json
 from specmx.models.specdec import BACKTRACK
 from specmx.spec import with_fields
 
@@ -91,9 +91,7 @@ def cmd_perf(args):
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     result = {"model": args.model, "family": dims.family, **result}
-    out = Path(args.out) / f"engine_perf_{Path(args.model).name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_json(result, Path(args.out) / f"engine_perf_{Path(args.model).name}.json")
     if args.json:
         print(json.dumps(result))
         return 0

@@ -2,10 +2,9 @@
 of a Mamba engine on a board, plain decode, speculative decoding or prefill."""
 
 import json
-import math
 from pathlib import Path
 
-from specmx.cli.common import UsageError, add_spec_option, design
+from specmx.cli.common import UsageError, add_spec_option, design, write_json
 
 __all__ = ["register_perf", "query_from_args", "perf_row"]
 
@@ -89,9 +88,7 @@ def cmd_perf(args):
               "engine": {"arrays": engine.arrays, "rows": engine.rows, "cols": engine.cols, "lanes": engine.lanes, "tile": engine.tile,
                          "state_slots": engine.state_slots, "pe_stages": engine.pe_stages,
                          "dataflow": engine.dataflow, "mem_latency": engine.mem_latency}, **result}
-    out = Path(args.out) / f"mamba_perf_{result['board']}_{Path(args.model).name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_json(result, Path(args.out) / f"mamba_perf_{result['board']}_{Path(args.model).name}.json")
     if args.json:
         print(json.dumps(result))
         return 0
