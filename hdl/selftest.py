@@ -16,7 +16,7 @@ from specmx.hdl.fma import FMA
 from specmx.models.config import FMAConfig
 from specmx.models.selftest import SEED, TAPS
 
-__all__ = ["SelfTest", "BoardTop", "UartTx", "crc32_step", "MESSAGE"]
+__all__ = ["SelfTest", "GemmSelfTest", "BoardTop", "UartTx", "crc32_step", "MESSAGE"]
 
 CRC_POLY = 0xEDB88320
 MESSAGE = "SPECMX SIG=%%%%%%%% CYC=######## ????\r\n"     # % signature nibbles, # cycle nibbles, ? PASS/FAIL
@@ -63,54 +63,35 @@ def _hex(nibble):
     return Mux(nibble < 10, nibble + ord("0"), nibble + (ord("A") - 10))
 
 
-class SelfTest(wiring.Component):
-    """The self-test of one FMA configuration.
+class _SelfTestBase(wiring.Component):
+    """What every self-test shares: the run / report / idle states, the CRC-32 of `results`
+    result words (`result_width` bits), the cycle count, the UART report line, restart.
+    A subclass's `_dut(m, run, restart)` adds the design under test and its operand generators
+    and returns (result valid, result word)."""
 
-    Parameters: `cfg` (IEEE accumulator words), `stages` (FMA pipeline depth), `ops` (operations
-    per run), `expected` (the golden signature), `uart_divisor` (clock cycles per UART bit),
-    `flip` (a constant XORed into every result: the negative control's broken design).
-
-    Members: `restart` In(1) starts a new run; `done`, `passed`, `running`, `tx` Out(1);
-    `sig` (the signature so far), `cycles` Out(32).
-    """
-
-    def __init__(self, cfg: FMAConfig, stages, ops, expected, uart_divisor, flip=0):
-        if cfg.internal:
-            raise ValueError("fma.policy: the self-test feeds IEEE accumulator words; allowed: round, flush, exact")
-        if not 1 <= ops <= 1 << 24:
-            raise ValueError(f"ops: must be 1..16777216, got {ops}")
-        self.cfg, self.stages, self.ops, self.expected = cfg, stages, ops, expected
+    def __init__(self, results, result_width, expected, uart_divisor, flip=0):
+        self.results, self.result_width, self.expected = results, result_width, expected
         self.uart_divisor, self.flip = uart_divisor, flip
         super().__init__({"restart": In(1), "done": Out(1), "passed": Out(1), "running": Out(1), "tx": Out(1),
                           "sig": Out(32), "cycles": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
-        m.submodules.fma = fma = FMA(cfg, self.stages)
         m.submodules.uart = uart = UartTx(self.uart_divisor)
-
-        lfsr = Signal(32, init=SEED)
-        prev = Signal(32)
-        issued = Signal(range(self.ops + 1))
-        received = Signal(range(self.ops + 1))
+        received = Signal(range(self.results + 1))
         crc = Signal(32, init=0xFFFFFFFF)
         cycles = Signal(32)
         state = Signal(range(3))                        # 0 run, 1 report, 2 idle
-        issuing = (state == 0) & (issued < self.ops)
-        m.d.comb += [fma.a.eq(lfsr[:cfg.in_f.width]), fma.b.eq(lfsr[16:16 + cfg.in_f.width]),
-                     fma.c.eq(prev[:cfg.acc_width]), fma.valid.eq(issuing),
-                     self.sig.eq(~crc), self.cycles.eq(cycles), self.running.eq(state == 0),
+        valid, word = self._dut(m, state == 0, self.restart)
+        m.d.comb += [self.sig.eq(~crc), self.cycles.eq(cycles), self.running.eq(state == 0),
                      self.done.eq(state != 0), self.passed.eq((state != 0) & (~crc == self.expected)),
                      self.tx.eq(uart.tx)]
-        with m.If(issuing):
-            m.d.sync += [lfsr.eq((lfsr >> 1) ^ Mux(lfsr[0], TAPS, 0)), prev.eq(lfsr), issued.eq(issued + 1)]
-        result = Signal(cfg.acc_width)
-        m.d.comb += result.eq(fma.r ^ (self.flip & ((1 << cfg.acc_width) - 1)))
-        next_crc = crc32_step(m, crc, result, cfg.acc_width)
-        with m.If((state == 0) & fma.r_valid):
+        result = Signal(self.result_width)
+        m.d.comb += result.eq(word ^ (self.flip & ((1 << self.result_width) - 1)))
+        next_crc = crc32_step(m, crc, result, self.result_width)
+        with m.If((state == 0) & valid):
             m.d.sync += [crc.eq(next_crc), received.eq(received + 1)]
-            with m.If(received == self.ops - 1):
+            with m.If(received == self.results - 1):
                 m.d.sync += state.eq(1)
         with m.If(state == 0):
             m.d.sync += cycles.eq(cycles + 1)
@@ -139,9 +120,92 @@ class SelfTest(wiring.Component):
             m.d.sync += state.eq(2)
 
         with m.If(self.restart):                        # a new run from the seed
-            m.d.sync += [lfsr.eq(SEED), prev.eq(0), issued.eq(0), received.eq(0), crc.eq(0xFFFFFFFF),
-                         cycles.eq(0), state.eq(0), index.eq(0)]
+            m.d.sync += [received.eq(0), crc.eq(0xFFFFFFFF), cycles.eq(0), state.eq(0), index.eq(0)]
         return m
+
+
+def _lfsr(m, seed, step, restart, name):
+    """A 32-bit Galois LFSR (`models.selftest.TAPS`) that steps when `step` is high."""
+    reg = Signal(32, init=seed, name=name)
+    with m.If(step):
+        m.d.sync += reg.eq((reg >> 1) ^ Mux(reg[0], TAPS, 0))
+    with m.If(restart):
+        m.d.sync += reg.eq(seed)
+    return reg
+
+
+class SelfTest(_SelfTestBase):
+    """The self-test of one FMA configuration.
+
+    Parameters: `cfg` (IEEE accumulator words), `stages` (FMA pipeline depth), `ops` (operations
+    per run), `expected` (the golden signature), `uart_divisor` (clock cycles per UART bit),
+    `flip` (a constant XORed into every result: the negative control's broken design).
+
+    Members: `restart` In(1) starts a new run; `done`, `passed`, `running`, `tx` Out(1);
+    `sig` (the signature so far), `cycles` Out(32).
+    """
+
+    def __init__(self, cfg: FMAConfig, stages, ops, expected, uart_divisor, flip=0):
+        if cfg.internal:
+            raise ValueError("fma.policy: the self-test feeds IEEE accumulator words; allowed: round, flush, exact")
+        if not 1 <= ops <= 1 << 24:
+            raise ValueError(f"ops: must be 1..16777216, got {ops}")
+        self.cfg, self.stages, self.ops = cfg, stages, ops
+        super().__init__(ops, cfg.acc_width, expected, uart_divisor, flip)
+
+    def _dut(self, m, run, restart):
+        cfg = self.cfg
+        m.submodules.fma = fma = FMA(cfg, self.stages)
+        issued = Signal(range(self.ops + 1))
+        prev = Signal(32)
+        issuing = run & (issued < self.ops)
+        lfsr = _lfsr(m, SEED, issuing, restart, "lfsr")
+        m.d.comb += [fma.a.eq(lfsr[:cfg.in_f.width]), fma.b.eq(lfsr[16:16 + cfg.in_f.width]),
+                     fma.c.eq(prev[:cfg.acc_width]), fma.valid.eq(issuing)]
+        with m.If(issuing):
+            m.d.sync += [prev.eq(lfsr), issued.eq(issued + 1)]
+        with m.If(restart):
+            m.d.sync += [prev.eq(0), issued.eq(0)]
+        return fma.r_valid, fma.r
+
+
+class GemmSelfTest(_SelfTestBase):
+    """The self-test of a GEMM engine (`hdl.gemm.GEMMEngine`): one M x N x K command, A, B and
+    C0 streamed row-major from three LFSRs (`models.selftest.GEMM_SEEDS`, each stepping per
+    word taken), every result word into the CRC. Parameters and members as `SelfTest`'s, with
+    `engine` (a GemmConfig) and `shape` (M, N, K)."""
+
+    def __init__(self, engine, shape, expected, uart_divisor, flip=0):
+        if engine.fma.internal:
+            raise ValueError("fma.policy: the self-test takes IEEE accumulator words; allowed: round, flush, exact")
+        self.engine, self.shape = engine, tuple(shape)
+        M, N, K = self.shape
+        super().__init__(M * N, engine.fma.acc_f.width, expected, uart_divisor, flip)
+
+    def _dut(self, m, run, restart):
+        from specmx.hdl.gemm import GEMMEngine
+        from specmx.models.selftest import GEMM_SEEDS
+        M, N, K = self.shape
+        m.submodules.gemm = dut = GEMMEngine(self.engine)
+        sent = Signal()
+        m.d.comb += [dut.cmd.payload.m.eq(M), dut.cmd.payload.n.eq(N), dut.cmd.payload.k.eq(K),
+                     dut.cmd.valid.eq(run & ~sent), dut.r_out.ready.eq(1)]
+        with m.If(dut.cmd.valid & dut.cmd.ready):
+            m.d.sync += sent.eq(1)
+        with m.If(restart):
+            m.d.sync += sent.eq(0)
+        for port, count, seed, width in ((dut.a_in, M * K, GEMM_SEEDS[0], self.engine.fma.in_f.width),
+                                         (dut.b_in, K * N, GEMM_SEEDS[1], self.engine.fma.in_f.width),
+                                         (dut.c_in, M * N, GEMM_SEEDS[2], self.engine.fma.acc_f.width)):
+            taken = Signal(range(count + 1))
+            fire = port.valid & port.ready
+            lfsr = _lfsr(m, seed, fire, restart, f"lfsr_{seed:08x}")
+            m.d.comb += [port.payload.eq(lfsr[:width]), port.valid.eq(run & (taken < count))]
+            with m.If(fire):
+                m.d.sync += taken.eq(taken + 1)
+            with m.If(restart):
+                m.d.sync += taken.eq(0)
+        return dut.r_out.valid, dut.r_out.payload
 
 
 class BoardTop(Elaboratable):

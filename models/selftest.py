@@ -18,10 +18,11 @@ import numpy as np
 from specmx.models.config import FMAConfig
 from specmx.models.fma import fma
 
-__all__ = ["SEED", "TAPS", "lfsr_words", "operands", "signature"]
+__all__ = ["SEED", "TAPS", "GEMM_SEEDS", "lfsr_words", "operands", "signature", "gemm_operands", "gemm_signature"]
 
 SEED = 0xACE1ACE1
 TAPS = 0x80200003
+GEMM_SEEDS = (0x1234ABCD, 0x5EED5EED, 0x0BADCAFE)     # A, B and C0 of the GEMM self-test
 
 
 def lfsr_words(n, seed=SEED):
@@ -54,3 +55,29 @@ def signature(cfg: FMAConfig, n, seed=SEED):
     nbytes = cfg.acc_width // 8
     data = b"".join(int(v).to_bytes(nbytes, "little") for v in r)
     return zlib.crc32(data) & 0xFFFFFFFF, r
+
+
+def _crc(words, width):
+    nbytes = width // 8
+    return zlib.crc32(b"".join(int(v).to_bytes(nbytes, "little") for v in np.ravel(words))) & 0xFFFFFFFF
+
+
+def gemm_operands(engine, shape):
+    """(A, B, C0) of the GEMM self-test: each matrix row-major from its own LFSR
+    (GEMM_SEEDS), one word per element, masked to the operand width."""
+    M, N, K = shape
+    cfg = engine.fma
+    in_mask, acc_mask = (1 << cfg.in_f.width) - 1, (1 << cfg.acc_f.width) - 1
+    A = (lfsr_words(M * K, GEMM_SEEDS[0]) & in_mask).reshape(M, K)
+    B = (lfsr_words(K * N, GEMM_SEEDS[1]) & in_mask).reshape(K, N)
+    C0 = (lfsr_words(M * N, GEMM_SEEDS[2]) & acc_mask).reshape(M, N)
+    return A, B, C0
+
+
+def gemm_signature(engine, shape):
+    """(CRC-32 of the golden GEMM's results, row-major, the results)."""
+    from specmx.models.gemm import gemm
+    if engine.fma.internal:
+        raise ValueError("fma.policy: the self-test takes IEEE accumulator words; allowed: round, flush, exact")
+    C = gemm(engine, *gemm_operands(engine, shape))
+    return _crc(C, engine.fma.acc_f.width), C

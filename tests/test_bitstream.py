@@ -115,7 +115,8 @@ def test_report_reader_against_the_simulated_uart_stream(tmp_path):
     (["build", "--board", "icebreaker", "--clock", "24"], 2, "clock: 24 MHz needs a PLL, which specmx drives on "
                                                              "the ECP5 boards only"),
     (["build", "--board", "ulx3s-85f", "--clock", "12"], 2, "clock: the ECP5 PLL cannot make 12 MHz from 25 MHz"),
-    (["build", "--board", "icebreaker", "--design", "gemm"], 2, "design: the gemm self-test is not built yet"),
+    (["build", "--board", "icebreaker", "--design", "ssm"], 2, "design: the ssm self-test is not built yet"),
+    (["build", "--board", "ulx3s-85f", "--design", "gemm", "--shape", "8,8,32"], 2, "shape: K = 32 exceeds"),
     (["build", "--board", "icebreaker", "--ops", "0"], 2, "ops: must be"),
     (["export", "--board", "u280"], 2, "board: no Vivado export for 'u280'; allowed: vck190, vhk158"),
     (["read", "--port", "/nonexistent/tty", "--expect", "00000000"], 2, "port: cannot open"),
@@ -172,3 +173,30 @@ def test_ecp5_clock_through_the_pll(tmp_path):
     proc = _cli("bitstream", "build", "--board", "ulx3s-85f", "--clock", "50", "--out", str(tmp_path / "fast"))
     assert proc.returncode == 1 and "timing fails" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "fast").exists()
+
+
+def test_gemm_signature_is_the_crc_of_the_golden_gemm():
+    import zlib
+
+    from specmx.bitstream import default_gemm
+    from specmx.models.gemm import gemm
+    from specmx.models.selftest import gemm_operands, gemm_signature
+    engine = default_gemm("ulx3s-85f")
+    sig, C = gemm_signature(engine, (8, 8, 8))
+    A, B, C0 = gemm_operands(engine, (8, 8, 8))
+    assert (C == gemm(engine, A, B, C0)).all() and A.shape == (8, 8) and C0.shape == (8, 8)
+    assert sig == zlib.crc32(b"".join(int(v).to_bytes(4, "little") for v in C.ravel()))
+    assert gemm_signature(engine, (8, 8, 7))[0] != sig
+
+
+@pytest.mark.regress
+def test_gemm_selftest_simulates_and_builds_on_ecp5(tmp_path):
+    """The 2x2 bf16 GEMM self-test (8x8x8): the simulated top reaches the golden signature (a
+    flipped result bit does not), and its ULX3S bitstream meets 25 MHz (about 5 minutes)."""
+    from specmx.bitstream import SelfTestSpec, default_gemm
+    spec = SelfTestSpec("gemm", default_gemm("ulx3s-85f"), shape=(8, 8, 8))
+    assert check_selftest(spec.make(25e6))["ok"]
+    bad = check_selftest(spec.make(25e6, flip=1))
+    assert not bad["ok"] and bad["lines"][0].endswith("FAIL\r\n")
+    s = _build("ulx3s-85f", tmp_path / "g", "--design", "gemm")
+    assert s["timing_met"] and s["signature"] == f"{spec.make(25e6).expected:08X}" and s["shape"] == [8, 8, 8]

@@ -9,16 +9,29 @@ from specmx.cli.common import UsageError, add_spec_option, bounded, design
 __all__ = ["register"]
 
 
-def _fma(args, board):
-    from specmx.bitstream import DESIGNS, default_fma
+def _spec(args, board):
+    """The SelfTestSpec the flags ask for: the spec's fma (or gemm) section, or the board's default."""
+    from specmx.bitstream import DESIGNS, SelfTestSpec, default_fma, default_gemm
+    from specmx.cli.common import int_list
     if args.design not in DESIGNS:
         raise UsageError(f"design: the {args.design} self-test is not built yet; allowed: {', '.join(DESIGNS)}")
+    bounded("ops", args.ops, 1, 1 << 24)
+    bounded("stages", args.stages, 0, 12)
+    if args.design == "gemm":
+        engine = design(args).gemm if args.spec else default_gemm(board)
+        if engine.fma.internal:
+            raise UsageError("gemm.fma.policy: the self-test takes IEEE accumulator words; allowed: round, flush, exact")
+        shape = tuple(int_list("shape", args.shape, low=1))
+        if len(shape) != 3:
+            raise UsageError(f"shape: expected M,N,K, got {args.shape!r}")
+        for name, v, cap in zip(("M", "N", "K"), shape, engine.buffers):
+            if v > cap:
+                raise UsageError(f"shape: {name} = {v} exceeds the engine's buffer ({cap}; gemm.max_m/n/k)")
+        return SelfTestSpec("gemm", engine, shape=shape)
     cfg = design(args).fma if args.spec else default_fma(board)
     if cfg.internal:
         raise UsageError("fma.policy: the self-test feeds IEEE accumulator words; allowed: round, flush, exact")
-    bounded("ops", args.ops, 1, 1 << 24)
-    bounded("stages", args.stages, 0, 12)
-    return cfg
+    return SelfTestSpec("fma", cfg, args.stages, args.ops)
 
 
 def cmd_build(args):
@@ -26,10 +39,10 @@ def cmd_build(args):
     if args.board not in BOARD_PLATFORMS:
         raise UsageError(f"board: no bitstream flow for {args.board!r}; allowed: {', '.join(BOARD_PLATFORMS)} "
                          f"(AMD boards: specmx bitstream export)")
-    cfg = _fma(args, args.board)
+    spec = _spec(args, args.board)
     out = Path(args.out or f"out/bitstream/{args.board}_{args.design}")
     try:
-        summary = build_bitstream(args.board, cfg, args.stages, args.ops, args.clock, out)
+        summary = build_bitstream(args.board, spec, args.clock, out)
     except BuildError as exc:
         print(f"specmx: error: {exc}", file=__import__("sys").stderr)
         return exc.code
@@ -39,7 +52,7 @@ def cmd_build(args):
     util = ", ".join(f"{k} {v['used']:,}/{v['available']:,}" for k, v in summary["utilization"].items()
                      if k in ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "ICESTORM_LC", "ICESTORM_DSP",
                               "ICESTORM_RAM"))
-    print(f"{summary['board']}: {summary['config']} self-test, {summary['ops']} operations, signature "
+    print(f"{summary['board']}: {spec.label} self-test, {summary['ops']} results, signature "
           f"{summary['signature']}; Fmax {summary['fmax_mhz']} MHz at {summary['clock_mhz']:g} MHz "
           f"({'met' if summary['timing_met'] else 'FAILED'}); {util}; {summary['build_seconds']} s")
     print(f"bitstream {summary['bitstream']}; summary {out / 'summary.json'}")
@@ -48,10 +61,9 @@ def cmd_build(args):
 
 def cmd_export(args):
     from specmx.bitstream import BuildError, export_vivado
-    cfg = _fma(args, "vck190")
+    spec = _spec(args, "vck190")
     try:
-        files = export_vivado(args.board, cfg, args.stages, args.ops, args.clock or 100.0,
-                              args.out or f"out/vivado/{args.board}_{args.design}")
+        files = export_vivado(args.board, spec, args.clock or 100.0, args.out or f"out/vivado/{args.board}_{args.design}")
     except BuildError as exc:
         raise UsageError(str(exc)) from None
     for f in files:
@@ -111,8 +123,9 @@ def register(nouns, formatter):
             p.add_argument("--vendor", choices=("vivado",), default="vivado")
         p.add_argument("--board", required=True, metavar="NAME", help=f"one of {', '.join(boards)}")
         p.add_argument("--design", default="fma", metavar="fma|gemm|ssm", help="the design under test")
-        p.add_argument("--stages", type=int, default=3, metavar="N", help="FMA pipeline stages")
-        p.add_argument("--ops", type=int, default=1000, metavar="N", help="operations per self-test run")
+        p.add_argument("--stages", type=int, default=3, metavar="N", help="FMA pipeline stages (the GEMM's: its spec)")
+        p.add_argument("--ops", type=int, default=1000, metavar="N", help="FMA operations per self-test run")
+        p.add_argument("--shape", default="8,8,8", metavar="M,N,K", help="the GEMM self-test's product")
         p.add_argument("--clock", type=float, default=None, metavar="MHZ",
                        help="clock (build: the board's oscillator; export: default 100)")
         p.add_argument("--out", default=None, metavar="DIR", help="output folder")
