@@ -199,4 +199,6 @@ def test_gemm_selftest_simulates_and_builds_on_ecp5(tmp_path):
     bad = check_selftest(spec.make(25e6, flip=1))
     assert not bad["ok"] and bad["lines"][0].endswith("FAIL\r\n")
     s = _build("ulx3s-85f", tmp_path / "g", "--design", "gemm")
-    assert s["timing_met"] and s["signature"] == f"{spec.make(25e6).expected:08X}" and s["shape"] == [8, 8, 8]
+    from specmx.models.selftest import gemm_signature
+    assert s["timing_met"] and s["shape"] == [8, 8, 8]
+    assert s["signature"] == f"{gemm_signature(spec.config, spec.shape)[0]:08X}"
