@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import run_cli
 
 from specmx.bitstream import default_fma, selftest_for
 from specmx.models.config import FMAConfig
@@ -17,11 +18,16 @@ from specmx.sim.selftest_check import check_selftest, parse_report_line
 
 
 def _cli(*args):
+    return run_cli(*args)
+
+
+def _subprocess_cli(*args):
+    """A build in its own process (the build redirects file descriptors 1 and 2 to its log)."""
     return subprocess.run([sys.executable, "-m", "specmx.cli", *args], capture_output=True, text=True)
 
 
 def _build(board, out, *extra):
-    proc = _cli("bitstream", "build", "--board", board, "--out", str(out), "--json", *extra)
+    proc = _subprocess_cli("bitstream", "build", "--board", board, "--out", str(out), "--json", *extra)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
 
@@ -170,7 +176,7 @@ def test_ecp5_clock_through_the_pll(tmp_path):
     one line, no bitstream)."""
     s = _build("ulx3s-85f", tmp_path / "pll", "--clock", "33.333")
     assert s["timing_met"] and s["pll"]["CLKOP_DIV"] and abs(s["clock_mhz"] - 33.333) < 0.01
-    proc = _cli("bitstream", "build", "--board", "ulx3s-85f", "--clock", "50", "--out", str(tmp_path / "fast"))
+    proc = _subprocess_cli("bitstream", "build", "--board", "ulx3s-85f", "--clock", "50", "--out", str(tmp_path / "fast"))
     assert proc.returncode == 1 and "timing fails" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "fast").exists()
 

@@ -2,11 +2,10 @@
 resource estimate against specmx's own ECP5 synthesis."""
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
+from cli_run import run_cli
 
 from specmx.boards.board import BOARD_DIR, BoardError, board_names, load_board
 from specmx.boards.costs import check_fit, estimate, largest_fit
@@ -15,7 +14,7 @@ SHIPPED = ("icebreaker", "orangecrab-85f", "u280", "ulx3s-85f", "vck190", "vhk15
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "specmx.cli", *args], capture_output=True, text=True)
+    return run_cli(*args)
 
 
 def test_every_shipped_board_loads_with_sourced_values():

@@ -70,7 +70,8 @@ def _disagreements(model, dataflow, cycles):
     return [shape for shape, measured in zip(SHAPES, cycles) if model(16, 8, dataflow, *shape) != measured]
 
 
-@pytest.mark.parametrize("dataflow", ["os", "ws", "is"])
+@pytest.mark.parametrize("dataflow", ["os", pytest.param("ws", marks=pytest.mark.regress),
+                                      pytest.param("is", marks=pytest.mark.regress)])
 def test_scalesim_mode_reproduces_scalesim(dataflow, tmp_path):
     """specmx's SCALE-Sim-convention mode equals SCALE-Sim 3.0.0's compute cycles on 11 shapes,
     and the same comparison catches a plausible wrong convention (the fold count taken over

@@ -3,13 +3,12 @@ acceptance probability, layers composed in closed form against the whole program
 schedule against the closed form at full size, the memory-bandwidth bound, and bad input."""
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
 import pytest
+from cli_run import run_cli
 
 from specmx.boards.board import load_board
 from specmx.cli.engine import model_config
@@ -19,7 +18,7 @@ from specmx.models.perf.system import composed_step, expected_tokens, system_per
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "specmx.cli", *args], capture_output=True, text=True)
+    return run_cli(*args)
 
 
 def _dims(name):
