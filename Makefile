@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(RUN) $(BIN)/specmx demo
 
 test: $(STAMP)
-	$(RUN) $(BIN)/python -m pytest -n $(JOBS) -q
+	$(RUN) $(BIN)/python -m pytest -n $(JOBS) --dist worksteal -q
 
 regress: $(STAMP)
 	$(RUN) $(BIN)/python -m pytest -n $(JOBS) -q -m regress -o addopts=""
