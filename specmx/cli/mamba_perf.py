@@ -192,9 +192,17 @@ def sweep_points(args):
     trees = [t.strip() for t in args.trees.split(";") if t.strip()]
     if not trees:
         raise UsageError("trees: give at least one tree ('single;1,1;3,2,1')")
+    from specmx.models.perf.engine import tree_parents
+    from specmx.models.specdec import live_states
+    parsed = []                                        # (label, widths or None, live states), parsed once
     for t in trees:
-        if t != "single":
-            _tree(t)
+        if t == "single":
+            parsed.append((t, None, 1))
+            continue
+        widths, budget, _ = _tree(t)
+        if budget is not None:
+            raise UsageError("trees: a sweep needs full trees (widths), not budget=N")
+        parsed.append((t, widths, live_states(tree_parents(widths))))
     base = engine_from_args(args)
     engines = []
     for arrays in _csv("arrays", args.arrays_list):
@@ -206,40 +214,33 @@ def sweep_points(args):
                             engines.append(replace(base, rows=rows, cols=cols, lanes=lanes, tile=tile, arrays=arrays))
                         except ValueError as exc:
                             raise UsageError(f"engine.{exc}") from None
-    return [(b, w, t, e) for b in boards for w in weights for t in trees for e in engines]
+    return [(b, w, t, e) for b in boards for w in weights for t in parsed for e in engines]
 
 
 def cmd_sweep(args):
     from dataclasses import replace
     from tqdm import tqdm
-    from specmx.models.specdec import live_states
-    from specmx.models.perf.engine import model_dims, tree_parents
+    from specmx.models.perf.engine import model_dims
     from specmx.cli.engine import model_config
     from specmx.models.perf.system import system_perf
     points = sweep_points(args)
     if len(points) > 200_000:
         raise UsageError(f"sweep: {len(points):,} points; at most 200,000 per run")
-    dims = model_config(args.model)
-    dims = model_dims(dims)
+    dims = model_dims(model_config(args.model))
     draft = model_dims(model_config(args.draft)) if args.draft else None
     p = float(args.acceptance)
     if not 0 <= p <= 1:
         raise UsageError(f"acceptance: a probability must be in 0..1, got {args.acceptance}")
     rows, skipped = [], 0
-    for board, weights, tree, engine in tqdm(points, desc="sweep", unit="point", mininterval=1.0):
+    for board, weights, (tree, widths, slots), engine in tqdm(points, desc="sweep", unit="point", mininterval=1.0):
         kw = {"weights": weights, "clock_mhz": args.clock, "backtrack": args.backtrack}
-        slots = 1
-        if tree != "single":
-            widths, budget, _ = _tree(tree)
-            if budget is not None:
-                raise UsageError("trees: a sweep needs full trees (widths), not budget=N")
+        if widths is not None:
             kw.update(draft=draft, widths=widths, acceptance=p)
-            slots = live_states(tree_parents(widths))
         if args.state_slots is None:                    # the state buffer sized to the tree
             engine = replace(engine, state_slots=max(2, slots))
         try:
             r = system_perf(board, engine, dims, **kw)
-        except ValueError as exc:
+        except ValueError:
             skipped += 1                                   # e.g. a tree with more live states than slots
             continue
         rows.append({"board": board.name, "weights": weights, "tree": tree, "arrays": engine.arrays,
