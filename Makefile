@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(RUN) $(BIN)/python bench/run.py
 	$(RUN) $(BIN)/python bench/mamba.py
 	$(RUN) $(BIN)/python bench/acceptance.py
+	$(RUN) $(BIN)/python bench/best_tree.py
 	$(RUN) $(BIN)/python bench/loss_curves.py
 	$(RUN) $(BIN)/python bench/gemm_throughput.py
 	$(RUN) $(BIN)/python bench/pe_fmax.py --jobs $(JOBS)

@@ -41,33 +41,20 @@ from specmx.models import function_units as fu
 from specmx.models.config import FMAConfig
 from specmx.models.fma import fma, fma_wide
 from specmx.models.formats import decode, encode
+from specmx.models.native_fma import odd_sum
 
 __all__ = ["HardwareOps", "exact_fma_values", "conv_stream", "conv_slots_stream", "scan_stream", "scan_slots_stream", "rmsnorm_stream"]
-
-
-def _odd(s, e):
-    """Round-to-odd of the exact s + e (s = fl64(x), e = x - s exactly) at float64 precision."""
-    bits = s.view(np.int64)
-    toward_zero = (e != 0) & (np.sign(e) != np.sign(s))
-    bits = np.where(toward_zero & (s != 0), bits - 1, bits)        # one ulp toward zero
-    bits = np.where(e != 0, bits | 1, bits)
-    return bits.view(np.float64)
 
 
 def exact_fma_values(a, b, c):
     """Correctly rounded fp32 a*b + c (RNE, IEEE subnormals) on float64 values whose product is
     exact in float64 (a*b has at most 53 significant bits), as float64 values. NaN results are
-    NaN; a zero sum is +0 unless both terms are -0. Equals `fma`/`fma_wide` of an exact config."""
+    NaN; a zero sum is +0 unless both terms are -0. Equals `fma`/`fma_wide` of an exact config
+    (the round-to-odd route of `native_fma`)."""
     a, b, c = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64),
                                   np.asarray(c, np.float64))
     with np.errstate(invalid="ignore", over="ignore"):
-        p = a * b
-        s = p + c
-        bp = s - c
-        e = (p - bp) + (c - (s - bp))                                # TwoSum: s + e = p + c exactly
-        finite = np.isfinite(s)
-        r = np.where(finite, _odd(np.where(finite, s, 0.0), np.where(finite, e, 0.0)), s)
-        return r.astype(np.float32).astype(np.float64)
+        return odd_sum(a * b, c).astype(np.float32).astype(np.float64)
 
 
 class HardwareOps:

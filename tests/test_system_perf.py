@@ -139,6 +139,30 @@ def test_measured_acceptance_file(tmp_path):
     assert json.loads(proc.stdout)["tokens_per_verification"] == 2.5
 
 
+def test_acceptance_bench_file_picks_family_and_mode(tmp_path):
+    """bench/acceptance.py's JSON: the row of the tree and mode, in the family whose target is
+    the model (else the first); a mode or tree it lacks is a one-line error."""
+    def rows(base):
+        return [{"tree": "3,2,1", "acceptance": m, "tokens_per_target_pass": base + i}
+                for i, m in enumerate(("greedy", "T=0.7", "T=1.0"))]
+    path = tmp_path / "acceptance.json"
+    path.write_text(json.dumps({"mamba1": {"target": "py-mamba1", "rows": rows(2.0)},
+                                "mamba2": {"target": "py-mamba2", "rows": rows(3.0)}}))
+    from specmx.models.perf.system import measured_tokens
+    assert measured_tokens(path, "3,2,1") == 2.0
+    assert measured_tokens(path, "3,2,1", "py-mamba2", "T=1.0") == 5.0
+    assert measured_tokens(path, "3,2,1", "mamba2-2.7b", "T=0.7") == 3.0     # not listed: first family
+    with pytest.raises(ValueError, match="acceptance-mode: unknown"):
+        measured_tokens(path, "3,2,1", mode="T=0.5")
+    with pytest.raises(ValueError, match=r"no tokens per verification for tree 2,2 \(greedy\)"):
+        measured_tokens(path, "2,2")
+    proc = _cli("mamba", "perf", "--model", "mamba2-130m", "--draft", "mamba2-130m", "--tree", "3,2,1",
+                "--acceptance", str(path), "--acceptance-mode", "T=0.7", "--state-slots", "6", "--json",
+                "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tokens_per_verification"] == 2.0 + 1      # first family, T=0.7
+
+
 @pytest.mark.parametrize("args, message", [
     (["--acceptance", "1.5", "--draft", "mamba2-130m"], "acceptance: a probability must be in 0..1"),
     (["--acceptance", "nofile.json", "--draft", "mamba2-130m"], "acceptance: no such file"),

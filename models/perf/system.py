@@ -35,7 +35,7 @@ from specmx.boards.costs import WEIGHT_FORMATS, estimate
 from specmx.models.perf.energy import OFFCHIP_PJ_PER_BIT, ONCHIP_PJ_PER_BIT, SSM_PJ_PER_OP, mac_pj
 from specmx.models.perf.engine import UNITS, backtrack_strategy, step_cycles, step_ops, tree_parents
 
-__all__ = ["system_perf", "expected_tokens", "composed_step", "measured_tokens", "PHASES"]
+__all__ = ["system_perf", "expected_tokens", "composed_step", "measured_tokens", "ACCEPTANCE_MODES", "PHASES"]
 
 PHASES = ("decode", "prefill")
 
@@ -52,10 +52,16 @@ def expected_tokens(widths, p):
     return total
 
 
-def measured_tokens(path, tree_label):
+ACCEPTANCE_MODES = ("greedy", "T=0.7", "T=1.0")
+
+
+def measured_tokens(path, tree_label, model=None, mode="greedy"):
     """Tokens per verification measured for `tree_label` (e.g. '3,2,1'): from `specmx mamba
     generate --json` output (stats.tokens_per_target_pass) or bench/acceptance.py's JSON (the
-    greedy row of that tree, first family listed)."""
+    row of that tree and acceptance `mode`, in the family whose target is `model` (a name or
+    directory), else the first family listed)."""
+    if mode not in ACCEPTANCE_MODES:
+        raise ValueError(f"acceptance-mode: unknown {mode!r}; allowed: {', '.join(ACCEPTANCE_MODES)}")
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -66,12 +72,15 @@ def measured_tokens(path, tree_label):
     if isinstance(data, dict) and isinstance(data.get("stats"), dict) and "tokens_per_target_pass" in data["stats"]:
         return float(data["stats"]["tokens_per_target_pass"])
     if isinstance(data, dict):
-        for family in data.values():
-            for row in (family.get("rows", []) if isinstance(family, dict) else []):
-                if row.get("tree") == tree_label and row.get("acceptance") == "greedy":
+        families = [f for f in data.values() if isinstance(f, dict)]
+        name = Path(str(model)).name if model is not None else None
+        families.sort(key=lambda f: f.get("target") != name)         # the model's own family first
+        for family in families:
+            for row in family.get("rows", []):
+                if row.get("tree") == tree_label and row.get("acceptance") == mode:
                     return float(row["tokens_per_target_pass"])
-    raise ValueError(f"acceptance: {path} has no tokens per verification for tree {tree_label} "
-                     f"(expected stats.tokens_per_target_pass or a greedy row for that tree)")
+    raise ValueError(f"acceptance: {path} has no tokens per verification for tree {tree_label} ({mode}) "
+                     f"(expected stats.tokens_per_target_pass or a {mode} row for that tree)")
 
 
 def _program(engine, dims, parent, strategy, path, rate, bits, sequences, lm_head, host_side):

@@ -23,14 +23,14 @@ def _tree(text):
     return tuple(shape), None, ",".join(map(str, shape))
 
 
-def _acceptance(text, label):
+def _acceptance(text, label, model=None, mode="greedy"):
     """A probability, or ('measured', tokens per verification) read from a file."""
     from specmx.models.perf.system import measured_tokens
     try:
         p = float(text)
     except ValueError:
         try:
-            return ("measured", measured_tokens(text, label))
+            return ("measured", measured_tokens(text, label, model, mode))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     if not 0 <= p <= 1:
@@ -67,12 +67,12 @@ def query_from_args(args):
         widths, budget, label = _tree(args.tree)
         if budget is not None:
             from specmx.models.perf.engine import tree_parents
-            acc = _acceptance(args.acceptance, label)
+            acc = _acceptance(args.acceptance, label, args.model, args.acceptance_mode)
             if not isinstance(acc, tuple):
                 raise UsageError("acceptance: a budget tree's expected tokens depend on the draft; give a measured FILE")
             kw["parent"] = tree_parents((1,) * budget)      # the node count's cost, as a chain (README)
         else:
-            acc = _acceptance(args.acceptance, label)
+            acc = _acceptance(args.acceptance, label, args.model, args.acceptance_mode)
         kw.update(draft=draft, widths=widths, acceptance=acc)
     return board, engine, dims, kw, label
 
@@ -134,7 +134,7 @@ def print_report(r):
 def add_query_flags(p):
     from specmx.cli.engine import add_engine_flags
     from specmx.boards.costs import WEIGHT_FORMATS
-    from specmx.models.perf.system import PHASES
+    from specmx.models.perf.system import ACCEPTANCE_MODES, PHASES
     from specmx.models.specdec import BACKTRACK
     p.add_argument("--board", default="vck190", metavar="NAME|FILE", help="a shipped board or a board YAML file")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|DIR", help="the target model (a preset or directory)")
@@ -143,6 +143,8 @@ def add_query_flags(p):
     p.add_argument("--tree", default="3,2,1", metavar="W1,W2,...|budget=N", help="draft tree")
     p.add_argument("--acceptance", default="0.7", metavar="P|FILE",
                    help="per-token acceptance probability, or a measured tokens-per-verification JSON")
+    p.add_argument("--acceptance-mode", choices=ACCEPTANCE_MODES, default="greedy",
+                   help="which row of bench/acceptance.py's JSON: greedy or sampling at a temperature")
     p.add_argument("--backtrack", choices=BACKTRACK, default="hybrid")
     p.add_argument("--phase", choices=PHASES, default="decode")
     p.add_argument("--prompt-len", type=int, default=128, metavar="N", help="prefill: prompt tokens")
