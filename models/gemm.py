@@ -17,11 +17,12 @@ golden model takes the whole `GemmConfig` so that callers state the configuratio
 
 import numpy as np
 
-from specmx.models.config import DATAFLOWS, GemmConfig
+from specmx.models.config import DATAFLOWS, FMAConfig, GemmConfig
 from specmx.models.fma import fma, normalize, to_internal
-from specmx.models.formats import check_bits, decode
+from specmx.models.formats import check_bits, decode, encode
+from specmx.models.native_fma import gemm_native, has_native_route
 
-__all__ = ["gemm", "DATAFLOWS", "gemm_reference_error"]
+__all__ = ["gemm", "gemm_chain", "matmul_values", "DATAFLOWS", "gemm_reference_error"]
 
 
 def _check_matrix(name, x, fmt, shape=None):
@@ -50,11 +51,39 @@ def gemm(engine: GemmConfig, A_bits, B_bits, C0_bits):
         raise ValueError(f"B: expected {K} rows to match A's {K} columns, got {B.shape[0]}")
     N = B.shape[1]
     C = _check_matrix("C0", C0_bits, cfg.acc_f, (M, N))
+    return gemm_chain(cfg, A, B, C)
+
+
+def gemm_chain(cfg: FMAConfig, A, B, C0, compiled=False):
+    """The accumulation chain of `gemm` on checked bit patterns, with leading batch dimensions:
+    A (..., M, K), B (..., K, N), C0 broadcastable to (..., M, N) IEEE accumulator words. Exact
+    configurations take the native floating-point route (`native_fma`, the same bits); with
+    `compiled` the others run the compiled datapath (`fma_kernel`, the same bits) instead of
+    the vectorised golden."""
+    if has_native_route(cfg):
+        return gemm_native(cfg, A, B, C0)
+    shape = np.broadcast_shapes(A.shape[:-1] + (1,), B.shape[:-2] + (1, B.shape[-1]))
+    C = np.broadcast_to(C0, shape)
     if cfg.internal:
         C = to_internal(C, cfg)
-    for k in range(K):
-        C = fma(A[:, k:k + 1], B[k:k + 1, :], C, cfg)
+    if compiled:
+        from specmx.models.fma_kernel import gemm_fast
+        C = gemm_fast(cfg, A, B, C)
+    else:
+        for k in range(A.shape[-1]):
+            C = fma(A[..., :, k:k + 1], B[..., k:k + 1, :], C, cfg)
     return normalize(C, cfg) if cfg.internal else C
+
+
+def matmul_values(cfg: FMAConfig, A, B, bias=None):
+    """A @ B + bias on float values as the matrix engine computes it: A and B rounded to the
+    input format (RNE; an integer B is taken as input-format words already), bias rounded to
+    the accumulator format as C0 (+0 without one), the `gemm` chain, the result decoded to
+    float32. Leading dimensions batch."""
+    A_bits = encode(np.asarray(A, np.float64), cfg.in_f)
+    B_bits = B if np.asarray(B).dtype.kind in "iu" else encode(np.asarray(B, np.float64), cfg.in_f)
+    C0 = encode(np.zeros(1) if bias is None else np.asarray(bias, np.float64), cfg.acc_f)
+    return decode(gemm_chain(cfg, A_bits, B_bits, C0, compiled=True), cfg.acc_f).astype(np.float32)
 
 
 def gemm_reference_error(engine: GemmConfig, A_bits, B_bits, C0_bits, C_bits):

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from specmx.boards.board import BoardError
-from specmx.cli import bitstream, boards, engine, fma, gemm, mamba, spec, ssm
+from specmx.cli import bitstream, boards, engine, fma, gemm, mamba, spec, ssm, study
 from specmx.cli.common import Parser, UsageError
 from specmx.spec import SpecError
 
@@ -43,7 +43,7 @@ def build_parser():
     formatter = _Help
     parser = Parser(prog="specmx", description=__doc__.splitlines()[0], formatter_class=formatter)
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="NOUN")
-    for module in (bitstream, boards, engine, fma, gemm, mamba, spec, ssm):
+    for module in (bitstream, boards, engine, fma, gemm, mamba, spec, ssm, study):
         module.register(nouns, formatter)
     old = {}
     for (noun, verb), (new, add) in ALIASES.items():

@@ -1,0 +1,138 @@
+"""Approximate normalization on a real transformer: all-MiniLM-L6-v2 with every matmul on the
+matrix engine's arithmetic (bf16 operands, fp32 or bf16 accumulation, every normalization
+knob), against the float32 reference on specmx's evaluation set.
+
+1. Sweep: every configuration on the subset (first topic of each domain: 50 sentences, 40
+   pairs, 20 queries), both cores.
+2. Full set (250 sentences, 200 pairs, 100 queries) for the exact configurations and the
+   `--full` approximate ones with the least relative loss on the subset.
+3. Speed of the arithmetic routes, side by side in this run: numpy float32 a*b+c, the native
+   exact route, the vectorised golden and the compiled datapath, in multiply-adds per second
+   on one core.
+
+Gates per configuration join from `fma synth` results when out/bench/fma_gates.json exists
+(`python bench/fma_gates.py`). Writes out/bench/minilm_study.{json,md}.
+
+    python bench/minilm_study.py [--full 4] [--jobs 2] [--quick]
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from specmx.models.config import FMAConfig
+from specmx.study_minilm import run_minilm
+
+OUT = Path("out/bench")
+
+
+def sweep_configs(quick=False):
+    """Exact fp32 and bf16 accumulation, then every window (4, 8, 16) x step x policy with fp32
+    accumulation and three of them with bf16 accumulation (`quick`: three fp32 ones)."""
+    cfgs = [FMAConfig("bf16", "fp32"), FMAConfig("bf16", "bf16")]
+    for window in (4, 8, 16):
+        for step in (1, 2, 4, 8):
+            for policy in ("round", "internal", "flush"):
+                if window % step or (policy == "flush" and step != 1):
+                    continue
+                if quick and (window, step, policy) not in ((4, 4, "internal"), (8, 2, "round"), (16, 4, "round")):
+                    continue
+                cfgs.append(FMAConfig("bf16", "fp32", window=window, step=step, policy=policy))
+    if not quick:
+        cfgs += [FMAConfig("bf16", "bf16", window=4, step=4, policy="internal"),
+                 FMAConfig("bf16", "bf16", window=8, step=2, policy="round"),
+                 FMAConfig("bf16", "bf16", window=8, step=1, policy="flush")]
+    return cfgs
+
+
+def speed():
+    """One-core multiply-add rates of each route for bf16 x bf16 + fp32, same operands."""
+    import ml_dtypes
+    from specmx.models.fma import fma
+    from specmx.models.fma_kernel import fma_fast
+    from specmx.models.native_fma import fma_native
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    af, bf = (rng.standard_normal(n).astype(ml_dtypes.bfloat16) for _ in range(2))
+    cf = rng.standard_normal(n).astype(np.float32)
+    a, b = (x.view(np.uint16).astype(np.int64) for x in (af, bf))
+    c = cf.view(np.uint32).astype(np.int64)
+    exact, approx = FMAConfig(), FMAConfig(window=8, step=2, policy="round")
+    fma_fast(a[:10], b[:10], c[:10], approx)                      # compile (cached on disk)
+    a32, b32 = af.astype(np.float32), bf.astype(np.float32)
+    rows = []
+    for name, fn in [("numpy float32 a*b+c (values, not words)", lambda: a32 * b32 + cf),
+                     ("native exact route (fma_native)", lambda: fma_native(a, b, c, exact)),
+                     ("golden, exact (fma.fma)", lambda: fma(a, b, c, exact)),
+                     ("golden, window=8,step=2,policy=round", lambda: fma(a, b, c, approx)),
+                     ("compiled datapath, window=8,step=2,policy=round (fma_fast)", lambda: fma_fast(a, b, c, approx))]:
+        t0 = time.perf_counter()
+        fn()
+        rows.append({"route": name, "m_per_s": n / (time.perf_counter() - t0) / 1e6})
+    golden = rows[3]["m_per_s"]
+    for r in rows:
+        r["vs_golden_approx"] = r["m_per_s"] / golden
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", type=int, default=4, metavar="K", help="approximate configs run on the full set")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="a few configurations only")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    result = {"speed": speed(), "subset": [], "full": []}
+    for r in result["speed"]:
+        print(f"  {r['route']:<60} {r['m_per_s']:8.1f} M/s ({r['vs_golden_approx']:.1f}x golden approx)", flush=True)
+    cfgs = sweep_configs(args.quick)
+    for i, cfg in enumerate(cfgs, 1):
+        r = run_minilm(cfg, topics=1, jobs=args.jobs, quiet=True)
+        result["subset"].append(r)
+        print(f"[subset {i}/{len(cfgs)}] {cfg.name:<50} spearman {r['spearman']:.4f} "
+              f"(loss {r['relative_loss']:+.2%}), cos {r['cosine_mean']:.5f}, top-1 {r['top1_agreement']:.0%}, "
+              f"{r['seconds']:.0f} s", flush=True)
+        _save(result)
+    approx = sorted((r for r in result["subset"] if "exact" not in r["config"]), key=lambda r: r["relative_loss"])
+    full = [r["config"] for r in result["subset"] if "exact" in r["config"]] + [r["config"] for r in approx[:args.full]]
+    by_name = {c.name: c for c in cfgs}
+    for i, name in enumerate(full, 1):
+        r = run_minilm(by_name[name], topics=5, jobs=args.jobs, quiet=True)
+        result["full"].append(r)
+        print(f"[full {i}/{len(full)}] {name:<50} spearman {r['spearman']:.4f} (loss {r['relative_loss']:+.2%}), "
+              f"cos {r['cosine_mean']:.5f}, top-1 {r['top1_agreement']:.0%}, {r['seconds']:.0f} s", flush=True)
+        _save(result)
+    print((OUT / "minilm_study.md").read_text())
+
+
+def _table(rows, gates):
+    lines = ["| config | spearman | float32 | relative loss | cosine mean | cosine min | top-1 agreement | "
+             "top-1 accuracy | FMA gates vs exact | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        g = gates.get(r["config"])
+        lines.append(f"| {r['config']} | {r['spearman']:.4f} | {r['spearman_ref']:.4f} | {r['relative_loss']:+.2%} | "
+                     f"{r['cosine_mean']:.6f} | {r['cosine_min']:.6f} | {r['top1_agreement']:.0%} | "
+                     f"{r['top1_accuracy']:.0%} | {'-' if g is None else f'{g:.3f}'} | {r['seconds']:.0f} |")
+    return lines
+
+
+def _save(result):
+    gates_file = OUT / "fma_gates.json"
+    gates = {}
+    if gates_file.exists():
+        data = json.loads(gates_file.read_text())
+        gates = {r["config"]: r["gates_vs_exact"] for r in data}
+    (OUT / "minilm_study.json").write_text(json.dumps(result, indent=1))
+    lines = ["| arithmetic route (one core) | M multiply-adds/s | vs golden (approximate) |", "|---|---|---|"]
+    lines += [f"| {r['route']} | {r['m_per_s']:.1f} | {r['vs_golden_approx']:.1f}x |" for r in result["speed"]]
+    lines += ["", "Subset (50 sentences, 40 pairs, 20 queries):", ""] + _table(result["subset"], gates)
+    if result["full"]:
+        lines += ["", "Full set (250 sentences, 200 pairs, 100 queries):", ""] + _table(result["full"], gates)
+    (OUT / "minilm_study.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""`specmx study minilm`: approximate normalization on a real transformer (all-MiniLM-L6-v2),
+accuracy against the float32 reference on specmx's evaluation set."""
+
+import json
+from pathlib import Path
+
+from specmx.cli.common import UsageError, bounded, write_json
+
+__all__ = ["register"]
+
+
+def _fma_config(args):
+    from specmx.models.config import FMAConfig
+    try:
+        norm = FMAConfig.parse_norm(args.norm)
+        return FMAConfig(in_fmt="bf16", acc_fmt=args.acc, rounding=args.rounding, **norm)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_minilm(args):
+    from specmx.models.minilm_eval import TOPICS
+    from specmx.study_minilm import run_minilm
+    cfg = _fma_config(args)
+    bounded("topics", args.topics, 1, TOPICS)
+    bounded("jobs", args.jobs, 1, 64)
+    try:
+        result = run_minilm(cfg, args.topics, args.jobs, quiet=args.json)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    out = write_json(result, Path(args.out) / f"study_minilm_{cfg.slug}_t{args.topics}.json")
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"all-MiniLM-L6-v2, every matmul {cfg.name}; {result['sentences']} sentences, "
+          f"{result['pairs']} pairs, {result['queries']} queries")
+    print(f"  spearman {result['spearman']:.4f} (float32 {result['spearman_ref']:.4f}), "
+          f"relative loss {result['relative_loss']:+.2%}")
+    print(f"  cosine to float32: mean {result['cosine_mean']:.6f}, min {result['cosine_min']:.6f}")
+    print(f"  retrieval top-1: agreement {result['top1_agreement']:.2%}, accuracy {result['top1_accuracy']:.2%} "
+          f"(float32 {result['top1_accuracy_ref']:.2%})")
+    print(f"  {result['macs'] / 1e9:.2f} G multiply-adds in {result['seconds']:.1f} s "
+          f"({result['macs_per_s'] / 1e6:.0f} M/s on {result['jobs']} processes)")
+    print(f"saved {out}")
+    return 0
+
+
+def register(nouns, formatter):
+    verbs = nouns.add_parser("study", help="approximate normalization on real workloads") \
+        .add_subparsers(dest="verb", required=True)
+    p = verbs.add_parser("minilm", help="all-MiniLM-L6-v2 accuracy with every matmul on the engine's arithmetic",
+                         formatter_class=formatter)
+    p.add_argument("--norm", default="exact", metavar="SPEC",
+                   help="'exact' or window=N,step=1|2|4|8,policy=round|flush|internal")
+    p.add_argument("--acc", choices=("fp32", "bf16"), default="fp32", help="accumulator format")
+    p.add_argument("--rounding", choices=("rne", "rtz"), default="rne")
+    p.add_argument("--topics", type=int, default=5, metavar="K",
+                   help="topics per domain of the evaluation set (5: all 250 sentences; 1: 50)")
+    p.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--out", default="out", metavar="DIR", help="folder for the JSON result")
+    p.set_defaults(func=cmd_minilm)
