@@ -10,10 +10,11 @@ its bits:
   keeps 53 >= p_acc + 2 bits and the sticky information, so one RNE or RTZ rounding of that to
   the accumulator format (`formats.encode`) is the correctly rounded result (round-to-odd,
   Boldo & Melquiond 2008);
-- fp32 accumulator with RNE takes a shorter route still: the product in float32 is exact
-  whenever it neither underflows past 2**-149 nor overflows (checked per element against the
-  float64 product; the rare others take the TwoSum route), and then one float32 addition is the
-  single rounding.
+- round to nearest takes a shorter route: the product in float32 is exact whenever it neither
+  underflows past 2**-149 nor overflows (checked per element against the float64 product; the
+  rare others take the float64 route). With an fp32 accumulator one float32 addition is then
+  the single rounding; with bf16 or fp16 ones, float32 TwoSum rounded to odd (24 >= p + 2 bits)
+  and one RNE conversion (ml_dtypes, numpy float16) are.
 
 NaN handling matches the golden: any NaN or invalid operation gives the accumulator format's
 canonical quiet NaN. Zero signs follow IEEE round-to-nearest (-0 only when both terms are -0),
@@ -23,6 +24,7 @@ million random triples, the corner set). The approximate configurations have no 
 
 import functools
 
+import ml_dtypes
 import numpy as np
 
 from specmx.models.config import FMAConfig
@@ -36,35 +38,57 @@ def has_native_route(cfg: FMAConfig):
     return cfg.window is None and cfg.step == 1 and not cfg.internal and cfg.subnormals == "ieee"
 
 
-def _fp32_rne(cfg):
-    return cfg.acc_f.name == "fp32" and cfg.rounding == "rne"
+def _f32(cfg):
+    """Round-to-nearest configurations keep values in float32 (every accumulator format here
+    is a subset of it); round-toward-zero ones in float64."""
+    return cfg.rounding == "rne"
 
 
-def _odd(s, e):
-    """Round-to-odd of the exact s + e (s = fl64(x), e = x - s exactly) at float64 precision."""
-    bits = s.view(np.int64)
+def _odd(s, e, int_type):
+    """Round-to-odd of the exact s + e (s = fl(x), e = x - s exactly) at s's precision."""
+    bits = s.view(int_type)
     toward_zero = (e != 0) & (np.sign(e) != np.sign(s))
     bits = np.where(toward_zero & (s != 0), bits - 1, bits)        # one ulp toward zero
     bits = np.where(e != 0, bits | 1, bits)
-    return bits.view(np.float64)
+    return bits.view(s.dtype)
 
 
-def odd_sum(p, c):
-    """p + c rounded to odd at float64 precision (p, c float64; infinities and NaN pass)."""
+def _two_sum_odd(p, c):
+    """p + c rounded to odd at the precision of p's float type (infinities and NaN pass)."""
     with np.errstate(invalid="ignore", over="ignore"):
         s = p + c
         bp = s - c
         e = (p - bp) + (c - (s - bp))                                # TwoSum: s + e = p + c exactly
         finite = np.isfinite(s)
-        return np.where(finite, _odd(np.where(finite, s, 0.0), np.where(finite, e, 0.0)), s)
+        int_type = np.int64 if s.dtype == np.float64 else np.int32
+        zero = s.dtype.type(0)
+        return np.where(finite, _odd(np.where(finite, s, zero), np.where(finite, e, zero), int_type), s)
+
+
+def odd_sum(p, c):
+    """p + c rounded to odd at float64 precision (p, c float64; infinities and NaN pass)."""
+    return _two_sum_odd(np.asarray(p, np.float64), np.asarray(c, np.float64))
+
+
+def _narrow32(x, acc):
+    """float32 values (rounded to odd, or exact) -> the accumulator format's RNE rounding, as
+    float32 values."""
+    if acc.name == "fp32":
+        return x
+    dtype = np.float16 if acc.name == "fp16" else ml_dtypes.bfloat16
+    with np.errstate(over="ignore"):
+        return x.astype(dtype).astype(np.float32)
 
 
 def values_to_acc_bits(r, cfg: FMAConfig):
-    """Accumulator-format values (float32 or already-rounded float64) -> bit patterns, NaNs
-    canonical."""
+    """Accumulator-format values (float32 when rounding to nearest, else float64) -> bit
+    patterns, NaNs canonical."""
     acc = cfg.acc_f
     if acc.name == "fp32":
         bits = np.asarray(r, np.float32).view(np.uint32).astype(np.int64)
+    elif _f32(cfg):
+        dtype = np.float16 if acc.name == "fp16" else ml_dtypes.bfloat16
+        bits = np.asarray(r).astype(dtype).view(np.uint16).astype(np.int64)
     else:
         bits = encode(np.asarray(r, np.float64), acc, cfg.rounding)
     return np.where(np.isnan(r), acc.canonical_nan, bits)
@@ -79,39 +103,35 @@ def _value_table(fmt):
 def _values(bits, fmt):
     """Bit patterns -> float64 values; fp32 words by reinterpretation, narrow ones by table."""
     if fmt.name == "fp32":
-        return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+        with np.errstate(invalid="ignore"):                      # signalling NaNs stay NaN
+            return bits.astype(np.uint32).view(np.float32).astype(np.float64)
     return _value_table(fmt)[bits]
 
 
-def _round_acc(x64, cfg):
-    """Round-to-odd float64 values once to the accumulator format, as float64 values."""
-    if _fp32_rne(cfg):
-        return x64.astype(np.float32)
-    return _values(encode(x64, cfg.acc_f, cfg.rounding), cfg.acc_f)
-
-
 def _step(a64, b64, c, cfg):
-    """One multiply-add on values: c holds accumulator values (float32 for fp32/RNE, else
-    float64); returns the rounded result in the same dtype."""
+    """One multiply-add on values: c holds accumulator values (float32 when rounding to
+    nearest, else float64); returns the rounded result in the same dtype."""
+    acc = cfg.acc_f
     with np.errstate(invalid="ignore", over="ignore", under="ignore"):
         p64 = a64 * b64
-        if _fp32_rne(cfg):
-            p32 = p64.astype(np.float32)
-            out = p32 + c
-            bad = p32 != p64                                         # inexact product (or NaN)
-            if bad.any():
-                bad = np.broadcast_to(bad, out.shape)
-                p_b = np.broadcast_to(p64, out.shape)[bad]
-                c_b = np.broadcast_to(c, out.shape)[bad].astype(np.float64)
-                out[bad] = odd_sum(p_b, c_b).astype(np.float32)
-            return out
-        return _round_acc(odd_sum(p64, np.asarray(c, np.float64)), cfg)
+        if not _f32(cfg):
+            return _values(encode(odd_sum(p64, c), acc, cfg.rounding), acc)
+        p32 = p64.astype(np.float32)
+        out = p32 + c if acc.name == "fp32" else _narrow32(_two_sum_odd(p32, c), acc)
+        bad = p32 != p64                                             # inexact product (or NaN)
+        if bad.any():
+            bad = np.broadcast_to(bad, out.shape)
+            p_b = np.broadcast_to(p64, out.shape)[bad]
+            c_b = np.broadcast_to(c, out.shape)[bad].astype(np.float64)
+            out[bad] = _values(encode(odd_sum(p_b, c_b), acc, "rne"), acc)
+        return out
 
 
 def _acc_values(c_bits, cfg):
-    if _fp32_rne(cfg):
+    if cfg.acc_f.name == "fp32" and _f32(cfg):
         return c_bits.astype(np.uint32).view(np.float32)
-    return _values(c_bits, cfg.acc_f)
+    v = _values(c_bits, cfg.acc_f)
+    return v.astype(np.float32) if _f32(cfg) else v
 
 
 def fma_native(a, b, c, cfg: FMAConfig):
