@@ -1,5 +1,6 @@
-"""`specmx study minilm`: approximate normalization on a real transformer (all-MiniLM-L6-v2),
-accuracy against the float32 reference on specmx's evaluation set."""
+"""`specmx study minilm|power`: approximate normalization on a real transformer
+(all-MiniLM-L6-v2): accuracy against the float32 reference on specmx's evaluation set, and
+switching activity of the FMA's gate-level netlist on the model's operands."""
 
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ def _fma_config(args):
     from specmx.models.config import FMAConfig
     try:
         norm = FMAConfig.parse_norm(args.norm)
-        return FMAConfig(in_fmt="bf16", acc_fmt=args.acc, rounding=args.rounding, **norm)
+        return FMAConfig(in_fmt=getattr(args, "in_fmt", "bf16"), acc_fmt=args.acc, rounding=args.rounding, **norm)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -45,18 +46,53 @@ def cmd_minilm(args):
     return 0
 
 
+def cmd_power(args):
+    from specmx.power import power_study
+    cfg = _fma_config(args)
+    bounded("streams", args.streams, 1, 256)
+    bounded("sentences", args.sentences, 1, 50)
+    try:
+        result = power_study(cfg, Path(args.out) / "power", args.streams, args.sentences, quiet=args.json)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    out = write_json(result, Path(args.out) / f"study_power_{cfg.slug}.json")
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"FMA {cfg.name} against {result['exact']}, {result['macs']:,} multiply-adds of MiniLM operands "
+          f"({result['layers']} layers x {result['streams_per_layer']} PE streams)")
+    print(f"  weighted toggles per MAC {result['toggles_per_mac']:.1f} vs {result['exact_toggles_per_mac']:.1f}: "
+          f"ratio {result['ratio_vs_exact']:.3f} (unweighted {result['toggles_per_mac_unweighted']:.1f} vs "
+          f"{result['exact_toggles_per_mac_unweighted']:.1f})")
+    print(f"  gates {result['gates']:,} vs {result['exact_gates']:,}: ratio {result['gates_vs_exact']:.3f}")
+    print(f"saved {out}")
+    return 0
+
+
+def _arith_flags(p):
+    p.add_argument("--norm", default="exact", metavar="SPEC",
+                   help="'exact' or window=N,step=1|2|4|8,policy=round|flush|internal")
+    p.add_argument("--acc", choices=("fp32", "bf16"), default="fp32", help="accumulator format")
+    p.add_argument("--rounding", choices=("rne", "rtz"), default="rne")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--out", default="out", metavar="DIR", help="folder for the JSON result")
+
+
 def register(nouns, formatter):
     verbs = nouns.add_parser("study", help="approximate normalization on real workloads") \
         .add_subparsers(dest="verb", required=True)
     p = verbs.add_parser("minilm", help="all-MiniLM-L6-v2 accuracy with every matmul on the engine's arithmetic",
                          formatter_class=formatter)
-    p.add_argument("--norm", default="exact", metavar="SPEC",
-                   help="'exact' or window=N,step=1|2|4|8,policy=round|flush|internal")
-    p.add_argument("--acc", choices=("fp32", "bf16"), default="fp32", help="accumulator format")
-    p.add_argument("--rounding", choices=("rne", "rtz"), default="rne")
+    _arith_flags(p)
     p.add_argument("--topics", type=int, default=5, metavar="K",
                    help="topics per domain of the evaluation set (5: all 250 sentences; 1: 50)")
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.add_argument("--out", default="out", metavar="DIR", help="folder for the JSON result")
     p.set_defaults(func=cmd_minilm)
+    p = verbs.add_parser("power", help="toggles per multiply-add of the FMA's gate netlist on MiniLM operands",
+                         formatter_class=formatter)
+    _arith_flags(p)
+    p.add_argument("--in", dest="in_fmt", choices=("bf16", "fp16", "e4m3", "e5m2"), default="bf16",
+                   help="multiplicand format")
+    p.add_argument("--streams", type=int, default=8, metavar="N", help="PE streams per captured layer")
+    p.add_argument("--sentences", type=int, default=1, metavar="N", help="sentences whose operands are taken")
+    p.set_defaults(func=cmd_power)
