@@ -8,7 +8,7 @@ with the same methods.
 
 import numpy as np
 
-__all__ = ["silu", "softplus", "rmsnorm", "linear", "conv_step", "ssm_step", "ssm2_step", "gated_rmsnorm", "gate",
+__all__ = ["silu", "softplus", "rmsnorm", "linear", "conv_step", "ssm_step", "ssm2_step", "gated_rmsnorm", "gate", "EngineLinearOps",
            "FloatOps", "FLOAT_OPS"]
 
 
@@ -89,3 +89,17 @@ class FloatOps:
 
 
 FLOAT_OPS = FloatOps()
+
+
+class EngineLinearOps(FloatOps):
+    """Float32 arithmetic except the linear layers, which run on the matrix engine's arithmetic
+    (`gemm.matmul_values` with FMA config `cfg`: bf16 operands, the configuration's
+    normalization, exact or approximate). For measuring what approximate normalization in the
+    matrix engine alone does to a model (`HardwareOps` models the whole layer in hardware)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def linear(self, x, weight_t):
+        from specmx.models.gemm import matmul_values
+        return matmul_values(self.cfg, x, weight_t)
