@@ -5,8 +5,9 @@ The set (`models/eval/minilm_eval.yaml`, written for specmx) has 10 domains of 5
 topic a statement a, a paraphrase p, a related statement r and queries q1 (answer a), q2
 (answer r). Pairs, by one fixed rule: (a, p) label 5, (a, r) 3, (a, a of the next topic in the
 domain) 1, (p, a of the same topic number in the next domain) 0. Retrieval: queries q1, q2
-against the corpus of every a and r. A subset keeps the first `topics` topics of each domain
-(and only their corpus): `topics=5` is the whole set (250 sentences, 200 pairs, 100 queries).
+against the corpus of every a and r. A subset keeps the first `domains` domains and the first
+`topics` topics of each (and only their corpus): `domains=10, topics=5` is the whole set (250
+sentences, 200 pairs, 100 queries); the rule wraps within the subset.
 
 Metrics (plain numpy):
 - cosine_mean / cosine_min: cosine between each sentence's embedding and the reference's;
@@ -21,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-__all__ = ["EvalSet", "load_eval", "spearman", "metrics", "TOPICS"]
+__all__ = ["EvalSet", "load_eval", "spearman", "metrics", "TOPICS", "DOMAINS"]
 
 DATA = Path(__file__).parent / "eval" / "minilm_eval.yaml"
 TOPICS = 5
+DOMAINS = 10
 
 
 class EvalSet:
@@ -34,12 +36,16 @@ class EvalSet:
         self.sentences, self.pairs, self.queries, self.corpus = sentences, pairs, queries, corpus
 
 
-def load_eval(topics=TOPICS, path=DATA):
-    """The evaluation set, or its subset of the first `topics` (1..5) topics per domain."""
+def load_eval(topics=TOPICS, domains=DOMAINS, path=DATA):
+    """The evaluation set, or its subset of the first `domains` (1..10) domains and the first
+    `topics` (1..5) topics of each."""
     if not 1 <= topics <= TOPICS:
         raise ValueError(f"topics: must be 1..{TOPICS} per domain, got {topics}")
+    if not 1 <= domains <= DOMAINS:
+        raise ValueError(f"domains: must be 1..{DOMAINS}, got {domains}")
+    n_domains = domains
     domains = yaml.safe_load(Path(path).read_text())
-    names = list(domains)
+    names = list(domains)[:n_domains]
     index, sentences = {}, []
 
     def idx(text):

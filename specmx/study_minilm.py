@@ -39,12 +39,12 @@ def _chunks(model, texts, size):
     return [order[s:s + size] for s in range(0, len(order), size)], sum(model.macs(n) for n in lengths)
 
 
-def run_minilm(cfg, topics=5, jobs=2, chunk=6, quiet=False):
+def run_minilm(cfg, topics=5, jobs=2, chunk=6, quiet=False, domains=10):
     """Metrics of FMA config `cfg` against float32 (`minilm_eval.metrics`) plus the run's
     figures (seconds, multiply-adds, rate)."""
     from specmx.models.bert import MiniLM
     from specmx.models.minilm_eval import load_eval, metrics
-    ev = load_eval(topics)
+    ev = load_eval(topics, domains)
     model = MiniLM.from_pretrained()
     ref = model.embed(ev.sentences)
     chunks, macs = _chunks(model, ev.sentences, chunk)
@@ -70,6 +70,6 @@ def run_minilm(cfg, topics=5, jobs=2, chunk=6, quiet=False):
             pool.shutdown(cancel_futures=True)
     seconds = time.perf_counter() - t0
     out = metrics(ev, emb, ref)
-    out.update({"config": cfg.name, "topics_per_domain": topics, "seconds": seconds, "macs": macs,
+    out.update({"config": cfg.name, "topics_per_domain": topics, "domains": domains, "seconds": seconds, "macs": macs,
                 "macs_per_s": macs / seconds, "jobs": jobs})
     return out

@@ -49,7 +49,7 @@ def test_golden_signature_is_the_crc_of_golden_results():
     assert signature(cfg, 999)[0] != sig                      # one operation fewer: another signature
 
 
-@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
+@pytest.mark.parametrize("board", ["icebreaker", pytest.param("ulx3s-85f", marks=pytest.mark.regress)])
 def test_selftest_bitstream_builds_fits_and_meets_its_clock(tmp_path, board):
     """An fp8 (e4m3 x e4m3 + fp16) FMA self-test on the iCE40UP5K, a bf16 x bf16 + fp32 one on
     the ECP5-85F: a bitstream, utilization within the part, the oscillator's clock met, the

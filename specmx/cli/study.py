@@ -20,16 +20,17 @@ def _fma_config(args):
 
 
 def cmd_minilm(args):
-    from specmx.models.minilm_eval import TOPICS
+    from specmx.models.minilm_eval import DOMAINS, TOPICS
     from specmx.study_minilm import run_minilm
     cfg = _fma_config(args)
     bounded("topics", args.topics, 1, TOPICS)
+    bounded("domains", args.domains, 1, DOMAINS)
     bounded("jobs", args.jobs, 1, 64)
     try:
-        result = run_minilm(cfg, args.topics, args.jobs, quiet=args.json)
+        result = run_minilm(cfg, args.topics, args.jobs, quiet=args.json, domains=args.domains)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    out = write_json(result, Path(args.out) / f"study_minilm_{cfg.slug}_t{args.topics}.json")
+    out = write_json(result, Path(args.out) / f"study_minilm_{cfg.slug}_d{args.domains}t{args.topics}.json")
     if args.json:
         print(json.dumps(result))
         return 0
@@ -86,6 +87,7 @@ def register(nouns, formatter):
     _arith_flags(p)
     p.add_argument("--topics", type=int, default=5, metavar="K",
                    help="topics per domain of the evaluation set (5: all 250 sentences; 1: 50)")
+    p.add_argument("--domains", type=int, default=10, metavar="D", help="domains of the evaluation set (10: all)")
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes")
     p.set_defaults(func=cmd_minilm)
     p = verbs.add_parser("power", help="toggles per multiply-add of the FMA's gate netlist on MiniLM operands",
