@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from minilm_study import SWEEP
+from minilm_study import SWEEP, config
 
 from specmx.hdl.fma import FMA
 from specmx.models.config import FMAConfig
@@ -25,11 +25,18 @@ OUT = Path("out/bench")
 
 
 def main():
-    cfgs = [FMAConfig("bf16", acc, window=w, step=s, policy=pol, rounding=rnd) for acc, w, s, pol, rnd in SWEEP]
+    cfgs = [config(row) for row in SWEEP]
     cfgs += [FMAConfig("bf16", "fp32", rounding="rtz")]                 # the exact reference of the rtz row
+    earlier = {}
+    if (OUT / "fma_gates.json").exists():                           # reuse configurations measured before
+        earlier = {r["config"]: r for r in json.loads((OUT / "fma_gates.json").read_text())}
     synth = {}
     rows = []
     for i, cfg in enumerate(cfgs, 1):
+        if cfg.name in earlier:
+            rows.append(earlier[cfg.name])
+            synth[cfg.name] = {"gates": rows[-1]["gates"], "lut4": rows[-1]["lut4"]}
+            continue
         synth[cfg.name] = synthesize(FMA(cfg, 2), "fma", ecp5=False, fmax=False)
         p = power_study(cfg, OUT / "power", quiet=True)
         rows.append({"config": cfg.name, "gates": synth[cfg.name]["gates"], "lut4": synth[cfg.name]["lut4"],

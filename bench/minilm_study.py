@@ -2,7 +2,7 @@
 matrix engine's arithmetic (bf16 operands, fp32 or bf16 accumulation, every normalization
 knob), against the float32 reference on specmx's evaluation set.
 
-1. Sweep: thirteen configurations on the subset (first topic of each domain: 50 sentences,
+1. Sweep: nineteen configurations on the subset (first topic of each domain: 50 sentences,
    30 pairs, 20 queries), both cores.
 2. Full set (250 sentences, 200 pairs, 100 queries) for the exact configurations and the
    `--full` approximate ones with the least relative loss on the subset.
@@ -29,19 +29,31 @@ from specmx.study_minilm import run_minilm
 OUT = Path("out/bench")
 
 
-SWEEP = [("fp32", None, 1, "round", "rne"), ("bf16", None, 1, "round", "rne"),
-         ("fp32", 4, 4, "internal", "rne"), ("fp32", 4, 4, "internal", "rtz"), ("fp32", 4, 4, "round", "rne"),
-         ("fp32", 8, 2, "round", "rne"), ("fp32", 8, 8, "round", "rne"), ("fp32", 8, 1, "flush", "rne"),
-         ("fp32", 4, 1, "flush", "rne"), ("fp32", 2, 2, "round", "rne"), ("fp32", 16, 8, "internal", "rne"),
-         ("bf16", 8, 2, "round", "rne"), ("bf16", 4, 4, "internal", "rne")]
+# (accumulator, window, step, policy, rounding, sum register bits or None)
+SWEEP = [("fp32", None, 1, "round", "rne", None), ("bf16", None, 1, "round", "rne", None),
+         ("fp32", 4, 4, "internal", "rne", None), ("fp32", 4, 4, "internal", "rtz", None),
+         ("fp32", 4, 4, "round", "rne", None), ("fp32", 8, 2, "round", "rne", None),
+         ("fp32", 8, 8, "round", "rne", None), ("fp32", 8, 1, "flush", "rne", None),
+         ("fp32", 4, 1, "flush", "rne", None), ("fp32", 2, 2, "round", "rne", None),
+         ("fp32", 16, 8, "internal", "rne", None), ("bf16", 8, 2, "round", "rne", None),
+         ("bf16", 4, 4, "internal", "rne", None),
+         # the narrow sum register (`sum_bits`), exact and approximate normalization
+         ("fp32", None, 1, "round", "rne", 28), ("fp32", 4, 4, "round", "rne", 26),
+         ("fp32", 8, 2, "round", "rne", 28), ("fp32", 4, 4, "internal", "rne", 33),
+         ("fp32", 4, 4, "internal", "rne", 30), ("fp32", 4, 4, "internal", "rne", 29)]
+
+
+def config(row):
+    acc, w, s, pol, rnd, sum_bits = row
+    return FMAConfig("bf16", acc, window=w, step=s, policy=pol, rounding=rnd, sum_bits=sum_bits)
 
 
 def sweep_configs(quick=False):
     """Exact fp32 and bf16 accumulation, then windows 2-16, steps 1-8, the three policies, both
-    roundings and both accumulators around the area design point (window 4, step 4, internal);
-    `quick`: the two exact ones and two approximate ones."""
-    rows = SWEEP[:2] + SWEEP[2:3] + SWEEP[5:6] if quick else SWEEP
-    return [FMAConfig("bf16", acc, window=w, step=s, policy=pol, rounding=rnd) for acc, w, s, pol, rnd in rows]
+    roundings and both accumulators around the area design point (window 4, step 4, internal),
+    and narrow sum registers; `quick`: the two exact ones and two approximate ones."""
+    rows = SWEEP[:3] + SWEEP[5:6] if quick else SWEEP
+    return [config(r) for r in rows]
 
 
 def speed():
@@ -79,14 +91,19 @@ def main():
     ap.add_argument("--full", type=int, default=2, metavar="K", help="approximate configs run on the full set")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="a few configurations only")
+    ap.add_argument("--fresh", action="store_true", help="rerun configurations an earlier run measured")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    earlier = {"subset": {}, "full": {}}
+    if not args.fresh and (OUT / "minilm_study.json").exists():
+        old = json.loads((OUT / "minilm_study.json").read_text())
+        earlier = {k: {r["config"]: r for r in old.get(k, [])} for k in ("subset", "full")}
     result = {"speed": speed(), "subset": [], "full": []}
     for r in result["speed"]:
         print(f"  {r['route']:<60} {r['m_per_s']:8.1f} M/s ({r['vs_golden_approx']:.1f}x golden approx)", flush=True)
     cfgs = sweep_configs(args.quick)
     for i, cfg in enumerate(cfgs, 1):
-        r = run_minilm(cfg, topics=1, jobs=args.jobs, quiet=True)
+        r = earlier["subset"].get(cfg.name) or run_minilm(cfg, topics=1, jobs=args.jobs, quiet=True)
         result["subset"].append(r)
         print(f"[subset {i}/{len(cfgs)}] {cfg.name:<50} spearman {r['spearman']:.4f} "
               f"(loss {r['relative_loss']:+.2%}), cos {r['cosine_mean']:.5f}, top-1 {r['top1_agreement']:.0%}, "
@@ -96,7 +113,7 @@ def main():
     full = [r["config"] for r in result["subset"] if "exact" in r["config"]] + \
         [name for name in _front(result["subset"], _gates()) if "exact" not in name][:args.full]
     for i, name in enumerate(full, 1):
-        r = run_minilm(by_name[name], topics=5, jobs=args.jobs, quiet=True)
+        r = earlier["full"].get(name) or run_minilm(by_name[name], topics=5, jobs=args.jobs, quiet=True)
         result["full"].append(r)
         print(f"[full {i}/{len(full)}] {name:<50} spearman {r['spearman']:.4f} (loss {r['relative_loss']:+.2%}), "
               f"cos {r['cosine_mean']:.5f}, top-1 {r['top1_agreement']:.0%}, {r['seconds']:.0f} s", flush=True)

@@ -88,6 +88,13 @@ class FMAConfig:
         "flush": subnormal inputs read as zero and subnormal results written as zero (same sign).
     e4m3_overflow : {"nan", "saturate"}
         Only used when converting float values to E4M3 operands (`formats.encode`).
+    sum_bits : int or None
+        Data bits of the alignment/sum register (None: 2*p_in + p_c + 2, wide enough for one
+        correct rounding). Fewer bits make the aligner, adder, leading-zero counter and
+        normalizing shifter narrower: the lower term's bits past the register go to the sticky
+        bit, so a deep cancellation loses them (an approximate FMA, not correctly rounded).
+        At least max(2*p_in, p_c) + 2; from p_c + 3 up, normal terms of the same sign still
+        round correctly. `fma` only: `fma_wide` keeps its full register.
     """
 
     in_fmt: str = "bf16"
@@ -98,6 +105,7 @@ class FMAConfig:
     rounding: str = "rne"
     subnormals: str = "ieee"
     e4m3_overflow: str = "nan"
+    sum_bits: Optional[int] = None
 
     def __post_init__(self):
         _choice("in_fmt", self.in_fmt, IN_FORMATS)
@@ -109,6 +117,11 @@ class FMAConfig:
         if isinstance(self.step, bool) or self.step not in STEPS:
             raise ValueError(f"step: must be one of {', '.join(map(str, STEPS))} (shifter levels are "
                              f"powers of two), got {self.step!r}")
+        if self.sum_bits is not None:
+            low, high = max(self.prod_width, self.c_width) + 2, self.prod_width + self.c_width + 2
+            if isinstance(self.sum_bits, bool) or not isinstance(self.sum_bits, int) or not low <= self.sum_bits <= high:
+                raise ValueError(f"sum_bits: must be an integer in {low}..{high} (the full sum register of "
+                                 f"{self.in_fmt}*{self.in_fmt}+{self.acc_fmt}) or None, got {self.sum_bits!r}")
         if self.window is not None:
             if isinstance(self.window, bool) or not isinstance(self.window, int) or \
                     not 1 <= self.window <= self.sum_width:
@@ -138,7 +151,7 @@ class FMAConfig:
     @property
     def exact(self) -> bool:
         """True when normalization is exact (the result is correctly rounded IEEE)."""
-        return self.window is None and self.step == 1 and not self.internal
+        return self.window is None and self.step == 1 and not self.internal and self.sum_bits is None
 
     @property
     def int_f(self) -> InternalFormat:
@@ -156,7 +169,7 @@ class FMAConfig:
     @property
     def sum_width(self):
         """Data bits of the alignment/sum register (one carry bit sits above them)."""
-        return self.prod_width + self.c_width + 2
+        return self.prod_width + self.c_width + 2 if self.sum_bits is None else self.sum_bits
 
     @property
     def lzd_window(self):
@@ -170,10 +183,11 @@ class FMAConfig:
 
     @property
     def norm_label(self):
+        sum_ = f",sum={self.sum_bits}" if self.sum_bits is not None else ""
         if self.window is None and self.step == 1:
-            return "exact" if not self.internal else "policy=internal"
+            return ("exact" if not self.internal else "policy=internal") if not sum_ else f"policy={self.policy}{sum_}"
         w = f"window={self.window}," if self.window is not None else ""
-        return f"{w}step={self.step},policy={self.policy}"
+        return f"{w}step={self.step},policy={self.policy}{sum_}"
 
     @property
     def name(self):
@@ -186,21 +200,22 @@ class FMAConfig:
 
     @staticmethod
     def parse_norm(text):
-        """Parse '--norm' text: 'exact' or 'window=4,step=2,policy=round' into keyword args."""
+        """Parse '--norm' text: 'exact' or 'window=4,step=2,policy=round[,sum=30]' into keyword
+        args (`sum` is `sum_bits`)."""
         if text == "exact":
             return {}
         out = {}
         for part in text.split(","):
             key, sep, val = part.partition("=")
             key = key.strip()
-            if not sep or key not in ("window", "step", "policy"):
+            if not sep or key not in ("window", "step", "policy", "sum"):
                 raise ValueError(f"norm: cannot parse {part!r}; expected 'exact' or a list of "
-                                 "window=N, step=N, policy=round|flush|internal")
+                                 "window=N, step=N, policy=round|flush|internal, sum=N")
             if key == "policy":
                 out[key] = val.strip()
             else:
                 try:
-                    out[key] = int(val)
+                    out["sum_bits" if key == "sum" else key] = int(val)
                 except ValueError:
                     raise ValueError(f"{key}: expected an integer, got {val!r}") from None
         return out

@@ -35,7 +35,7 @@ __all__ = ["has_native_route", "fma_native", "gemm_native", "values_to_acc_bits"
 
 def has_native_route(cfg: FMAConfig):
     """True when `cfg` rounds exactly once (exact normalization, IEEE subnormals)."""
-    return cfg.window is None and cfg.step == 1 and not cfg.internal and cfg.subnormals == "ieee"
+    return cfg.exact and cfg.subnormals == "ieee"
 
 
 def _f32(cfg):

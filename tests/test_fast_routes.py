@@ -42,7 +42,8 @@ def test_native_random_and_corners(in_fmt, acc_fmt, rounding):
 
 def test_native_route_is_only_for_exact_single_rounding():
     assert has_native_route(FMAConfig())
-    for cfg in (FMAConfig(window=8, step=2), FMAConfig(step=2, policy="internal"), FMAConfig(subnormals="flush")):
+    for cfg in (FMAConfig(window=8, step=2), FMAConfig(step=2, policy="internal"), FMAConfig(subnormals="flush"),
+                FMAConfig(sum_bits=30)):
         assert not has_native_route(cfg)
         with pytest.raises(ValueError, match="norm: the native route needs an exact configuration"):
             fma_native(np.array([0]), np.array([0]), np.array([0]), cfg)
@@ -79,7 +80,10 @@ def _kernel_configs():
     out = []
     for in_fmt, acc_fmt in [("bf16", "fp32"), ("fp16", "fp32"), ("e4m3", "fp16"), ("e5m2", "bf16"), ("bf16", "bf16")]:
         for norm in [{}, dict(window=8, step=2), dict(window=4, step=4, policy="internal"),
-                     dict(window=6, policy="flush"), dict(step=2, policy="internal"), dict(window=8, step=8)]:
+                     dict(window=6, policy="flush"), dict(step=2, policy="internal"), dict(window=8, step=8),
+                     dict(window=4, step=2, sum_bits=max(2 * get_format(in_fmt).precision, get_format(acc_fmt).precision) + 2),
+                     dict(window=4, step=4, policy="internal",
+                          sum_bits=max(2 * get_format(in_fmt).precision, get_format(acc_fmt).precision + 3) + 3)]:
             for rounding, sub in [("rne", "ieee"), ("rtz", "flush")]:
                 out.append(FMAConfig(in_fmt, acc_fmt, rounding=rounding, subnormals=sub, **norm))
     return out

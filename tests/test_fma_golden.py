@@ -200,6 +200,24 @@ def test_window_within_reach_is_exact_for_step_1():
     assert_bits_equal(fma(a, b, c, cfg), fma(a, b, c, exact_cfg))
 
 
+def test_narrow_sum_register():
+    """`sum_bits`: the full width reproduces exact mode bit for bit; a register 3 bits wider than
+    the accumulator's precision still rounds correctly when normal terms add (same signs: no
+    cancellation; a product with one leading zero and no carry shifts the sticky bit up two
+    places, still below the round bit) and differs when they cancel deeply."""
+    exact = FMAConfig("bf16", "fp32")
+    a, b, c = fma_vectors(exact, 50_000, seed=12)
+    assert_bits_equal(fma(a, b, c, FMAConfig("bf16", "fp32", sum_bits=exact.sum_width)), fma(a, b, c, exact))
+    rng = np.random.default_rng(13)
+    a = encode(rng.uniform(1, 2, 20000), "bf16")
+    b = encode(rng.uniform(1, 2, 20000) * 2.0 ** rng.integers(-30, 30, 20000), "bf16")
+    c = encode(rng.uniform(1, 2, 20000) * 2.0 ** rng.integers(-30, 30, 20000), "fp32")
+    narrow = FMAConfig("bf16", "fp32", sum_bits=27)
+    assert_bits_equal(fma(a, b, c, narrow), fma(a, b, c, exact), "same signs")
+    minus_c = c | (1 << 31)
+    assert (fma(a, b, minus_c, narrow) != fma(a, b, minus_c, exact)).sum() > 0
+
+
 def test_internal_roundtrip_is_exact():
     cfg = FMAConfig("bf16", "fp32", window=8, step=4, policy="internal")
     c = encode(np.random.default_rng(0).standard_normal(10000) * 1e-3, "fp32")
@@ -218,6 +236,8 @@ def test_internal_roundtrip_is_exact():
     (dict(window=8, policy="drop"), r"policy: unknown value 'drop'; allowed: round, flush, internal"),
     (dict(window=8, step=2, policy="flush"), r"policy: 'flush' needs step=1"),
     (dict(rounding="rna"), r"rounding: unknown value 'rna'; allowed: rne, rtz"),
+    (dict(sum_bits=20), r"sum_bits: must be an integer in 26\.\.42"),
+    (dict(window=4, step=4, policy="internal", sum_bits=True), r"sum_bits: must be an integer in 29\.\.45"),
 ])
 def test_bad_config_names_field_and_allowed_values(kw, message):
     with pytest.raises(ValueError, match=message):

@@ -19,12 +19,16 @@ CONFIGS = [
     (FMAConfig("bf16", "bf16", window=4, step=2, policy="round", rounding="rtz"), 1),
     (FMAConfig("bf16", "fp32", window=4, step=4, policy="internal", rounding="rtz"), 2),
     (FMAConfig("bf16", "fp32", window=4, step=4, policy="internal"), 7),
+    # the narrow sum register (sum_bits)
+    (FMAConfig("bf16", "bf16", window=4, step=2, policy="round", rounding="rtz", sum_bits=20), 1),
+    (FMAConfig("bf16", "fp32", window=4, step=4, policy="internal", sum_bits=30), 2),
 ]
 
 
-# `make test` simulates these seven (every format, policy, rounding, subnormal mode, and pipeline
-# depths 0..5 and 12 among them); `make regress` runs all eleven with 1M vectors each (depth 7 too).
-QUICK = [CONFIGS[i] for i in (0, 2, 3, 4, 6, 7, 8)]
+# `make test` simulates these seven (every format, policy, rounding, subnormal mode, a narrow sum
+# register, and pipeline depths 0..5 and 12 among them); `make regress` runs all thirteen with 1M
+# vectors each (depth 7 too).
+QUICK = [CONFIGS[i] for i in (0, 2, 3, 4, 6, 7, 11)]
 
 
 def _ids(case):

@@ -4,6 +4,7 @@ spec file (`--spec FILE.yaml`, flags override its keys) and saving results."""
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from specmx.models.config import (ACC_FORMATS, IN_FORMATS, ROUNDINGS, SUBNORMAL_MODES, FMAConfig)
@@ -40,7 +41,7 @@ def add_fma_options(p, stages_default=None, stages_help="pipeline stages"):
     g.add_argument("--acc", dest="acc_fmt", choices=ACC_FORMATS, default=None,
                    help="accumulator format (default: fp32)")
     g.add_argument("--norm", default=None, metavar="SPEC",
-                   help="'exact' or window=N,step=1|2|4|8,policy=round|flush|internal (default: exact)")
+                   help="'exact' or window=N,step=1|2|4|8,policy=round|flush|internal[,sum=N] (default: exact)")
     g.add_argument("--rounding", choices=ROUNDINGS, default=None, help="(default: rne)")
     g.add_argument("--subnormals", choices=SUBNORMAL_MODES, default=None, help="(default: ieee)")
     g.add_argument("--stages", type=int, default=stages_default, metavar="N", help=stages_help)
@@ -63,16 +64,17 @@ def design(args):
 
 
 def fma_from_args(args, base: FMAConfig):
-    """`base` with the FMA flags that were given applied (`--norm` replaces window, step and
-    policy together)."""
-    norm = {}
-    if args.norm is not None:
-        try:
-            norm = {"window": None, "step": 1, "policy": "round", **FMAConfig.parse_norm(args.norm)}
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    return with_fields(base, in_fmt=args.in_fmt, acc_fmt=args.acc_fmt, rounding=args.rounding,
-                       subnormals=args.subnormals, **norm)
+    """`base` with the FMA flags that were given applied (`--norm` replaces window, step,
+    policy and sum bits together: `--norm exact` clears a spec's window)."""
+    cfg = with_fields(base, in_fmt=args.in_fmt, acc_fmt=args.acc_fmt, rounding=args.rounding,
+                      subnormals=args.subnormals)
+    if args.norm is None:
+        return cfg
+    try:
+        norm = {"window": None, "step": 1, "policy": "round", "sum_bits": None, **FMAConfig.parse_norm(args.norm)}
+        return replace(cfg, **norm)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def bounded(name, value, low=1, high=None):
