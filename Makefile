@@ -53,8 +53,8 @@ bench: $(STAMP)
 	$(RUN) $(BIN)/python bench/engine_perf.py
 	$(RUN) $(BIN)/python bench/engine_rtl.py
 	$(RUN) $(BIN)/python bench/system_perf.py
-	$(RUN) $(BIN)/python bench/minilm_study.py
 	$(RUN) $(BIN)/python bench/fma_gates.py
+	$(RUN) $(BIN)/python bench/minilm_study.py
 	$(RUN) $(BIN)/python bench/approx_pareto.py
 	$(RUN) $(BIN)/python bench/mamba_approx.py
 	$(RUN) $(BIN)/python bench/array_area.py --jobs $(JOBS)
