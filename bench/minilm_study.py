@@ -8,7 +8,7 @@ knob), against the float32 reference on specmx's evaluation set.
    `--full` approximate ones with the least relative loss on the subset.
 3. Speed of the arithmetic routes, side by side in this run: numpy float32 a*b+c, the native
    exact route, the vectorised golden and the compiled datapath, in multiply-adds per second
-   on one core.
+   on one core, element-wise on bit patterns and as the GEMM chain the studies run.
 
 Gates per configuration join from `fma synth` results when out/bench/fma_gates.json exists
 (`python bench/fma_gates.py`). Writes out/bench/minilm_study.{json,md}.
@@ -80,6 +80,21 @@ def speed():
         t0 = time.perf_counter()
         fn()
         rows.append({"route": name, "m_per_s": n / (time.perf_counter() - t0) / 1e6})
+    from specmx.models.gemm import gemm_chain
+    A = rng.standard_normal((64, 384)).astype(ml_dtypes.bfloat16).view(np.uint16).astype(np.int64)
+    B = rng.standard_normal((384, 384)).astype(ml_dtypes.bfloat16).view(np.uint16).astype(np.int64)
+    C0 = np.zeros((64, 384), np.int64)
+    macs = A.shape[0] * A.shape[1] * B.shape[1]
+    for name, fn in [("GEMM 64x384x384, exact: native route (gemm_chain)", lambda: gemm_chain(exact, A, B, C0)),
+                     ("GEMM 64x384x384, window=8,step=2,policy=round: golden chain",
+                      lambda: gemm_chain(approx, A[:8], B, C0[:8])),
+                     ("GEMM 64x384x384, window=8,step=2,policy=round: compiled (gemm_chain compiled=True)",
+                      lambda: gemm_chain(approx, A, B, C0, compiled=True))]:
+        gemm_chain(approx, A[:1], B[:, :2], C0[:1, :2], compiled=True)           # compile
+        t0 = time.perf_counter()
+        fn()
+        n_macs = macs // 8 if "golden chain" in name else macs
+        rows.append({"route": name, "m_per_s": n_macs / (time.perf_counter() - t0) / 1e6})
     golden = rows[3]["m_per_s"]
     for r in rows:
         r["vs_golden_approx"] = r["m_per_s"] / golden

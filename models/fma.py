@@ -118,17 +118,21 @@ def fma(a, b, c, cfg: FMAConfig):
     IEEE patterns, or internal words when `cfg.policy == "internal"`). Returns int64 patterns
     of the broadcast shape.
     """
-    a = check_bits(a, cfg.in_f, "a")
-    b = check_bits(b, cfg.in_f, "b")
-    c = check_bits(c, _acc_word(cfg), "c")
-    a, b, c = np.broadcast_arrays(a, b, c)
-    shape = a.shape
-    a, b, c = (np.ascontiguousarray(x).reshape(-1) for x in (a, b, c))
+    a, b, c, shape = flat_operands(a, b, c, cfg)
     out = np.empty(a.size, dtype=np.int64)
     for i in range(0, a.size, CHUNK):
         s = slice(i, i + CHUNK)
         out[s] = _fma_block(a[s], b[s], c[s], cfg)
     return out.reshape(shape)
+
+
+def flat_operands(a, b, c, cfg: FMAConfig):
+    """Checked, broadcast, flattened int64 operands of `fma` and their broadcast shape."""
+    a = check_bits(a, cfg.in_f, "a")
+    b = check_bits(b, cfg.in_f, "b")
+    c = check_bits(c, _acc_word(cfg), "c")
+    a, b, c = np.broadcast_arrays(a, b, c)
+    return (*(np.ascontiguousarray(x).reshape(-1) for x in (a, b, c)), a.shape)
 
 
 def fma_wide(a, b, c, cfg: FMAConfig):

@@ -13,8 +13,7 @@ import numpy as np
 from numba import njit
 
 from specmx.models.config import FMAConfig
-from specmx.models.fma import _acc_word
-from specmx.models.formats import check_bits
+from specmx.models.fma import flat_operands
 
 __all__ = ["fma_fast"]
 
@@ -225,12 +224,7 @@ def _params(cfg: FMAConfig):
 
 def fma_fast(a, b, c, cfg: FMAConfig):
     """`fma.fma(a, b, c, cfg)`, compiled: the same bits, many times faster."""
-    a = check_bits(a, cfg.in_f, "a")
-    b = check_bits(b, cfg.in_f, "b")
-    c = check_bits(c, _acc_word(cfg), "c")
-    a, b, c = np.broadcast_arrays(a, b, c)
-    shape = a.shape
-    a, b, c = (np.ascontiguousarray(x).reshape(-1) for x in (a, b, c))
+    a, b, c, shape = flat_operands(a, b, c, cfg)
     out = np.empty(a.size, dtype=np.int64)
     _kernel(a, b, c, out, tuple(int(x) for x in _params(cfg)))
     return out.reshape(shape)

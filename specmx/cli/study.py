@@ -19,6 +19,19 @@ def _fma_config(args):
         raise UsageError(str(exc)) from None
 
 
+def _run(args, study, name):
+    """Run a study (a missing model package is a usage error), save its JSON under --out as
+    `name`, print it when --json. Returns (result, saved path)."""
+    try:
+        result = study()
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    out = write_json(result, Path(args.out) / name)
+    if args.json:
+        print(json.dumps(result))
+    return result, out
+
+
 def cmd_minilm(args):
     from specmx.models.minilm_eval import DOMAINS, TOPICS
     from specmx.study_minilm import run_minilm
@@ -26,13 +39,9 @@ def cmd_minilm(args):
     bounded("topics", args.topics, 1, TOPICS)
     bounded("domains", args.domains, 1, DOMAINS)
     bounded("jobs", args.jobs, 1, 64)
-    try:
-        result = run_minilm(cfg, args.topics, args.jobs, quiet=args.json, domains=args.domains)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    out = write_json(result, Path(args.out) / f"study_minilm_{cfg.slug}_d{args.domains}t{args.topics}.json")
+    result, out = _run(args, lambda: run_minilm(cfg, args.topics, args.jobs, quiet=args.json, domains=args.domains),
+                       f"study_minilm_{cfg.slug}_d{args.domains}t{args.topics}.json")
     if args.json:
-        print(json.dumps(result))
         return 0
     print(f"all-MiniLM-L6-v2, every matmul {cfg.name}; {result['sentences']} sentences, "
           f"{result['pairs']} pairs, {result['queries']} queries")
@@ -52,13 +61,9 @@ def cmd_power(args):
     cfg = _fma_config(args)
     bounded("streams", args.streams, 1, 256)
     bounded("sentences", args.sentences, 1, 50)
-    try:
-        result = power_study(cfg, Path(args.out) / "power", args.streams, args.sentences, quiet=args.json)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    out = write_json(result, Path(args.out) / f"study_power_{cfg.slug}.json")
+    result, out = _run(args, lambda: power_study(cfg, Path(args.out) / "power", args.streams, args.sentences,
+                                                 quiet=args.json), f"study_power_{cfg.slug}.json")
     if args.json:
-        print(json.dumps(result))
         return 0
     print(f"FMA {cfg.name} against {result['exact']}, {result['macs']:,} multiply-adds of MiniLM operands "
           f"({result['layers']} layers x {result['streams_per_layer']} PE streams)")
