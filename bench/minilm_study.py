@@ -4,8 +4,10 @@ knob), against the float32 reference on specmx's evaluation set.
 
 1. Sweep: nineteen configurations on the subset (first topic of each domain: 50 sentences,
    30 pairs, 20 queries), both cores.
-2. Full set (250 sentences, 200 pairs, 100 queries) for the exact configurations and the
-   `--full` approximate ones with the least relative loss on the subset.
+2. Full set (250 sentences, 200 pairs, 100 queries) for the exact configurations, the first
+   `--full` approximate ones on the Pareto front of subset loss against FMA gates
+   (out/bench/fma_gates.json from bench/fma_gates.py), and the design point window 4, step 4,
+   internal words, 30-bit sum register.
 3. Speed of the arithmetic routes, side by side in this run: numpy float32 a*b+c, the native
    exact route, the vectorised golden and the compiled datapath, in multiply-adds per second
    on one core, element-wise on bit patterns and as the GEMM chain the studies run.
@@ -127,6 +129,7 @@ def main():
     by_name = {c.name: c for c in cfgs}
     full = [r["config"] for r in result["subset"] if "exact" in r["config"]] + \
         [name for name in _front(result["subset"], _gates()) if "exact" not in name][:args.full]
+    full += [name for name in (FMAConfig(window=4, step=4, policy="internal", sum_bits=30).name,) if name not in full]
     for i, name in enumerate(full, 1):
         r = earlier["full"].get(name) or run_minilm(by_name[name], topics=5, jobs=args.jobs, quiet=True)
         result["full"].append(r)
