@@ -161,6 +161,10 @@ def test_acceptance_bench_file_picks_family_and_mode(tmp_path):
                 "--out", str(tmp_path / "o"))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["tokens_per_verification"] == 2.0 + 1      # first family, T=0.7
+    proc = _cli("perf", "mamba", "--model", "mamba2-130m", "--draft", "mamba2-130m", "--tree", "3,2,1",
+                "--acceptance", str(path), "--state-slots", "6", "--json", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0 and json.loads(proc.stdout)["tokens_per_verification"] == 2.0   # the old form
+    assert "is now 'specmx mamba perf'" in proc.stderr
 
 
 @pytest.mark.parametrize("args, message", [

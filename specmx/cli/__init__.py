@@ -3,14 +3,14 @@
 Every bad argument ends in one line `specmx: error: <field>: <what is allowed>` and exit code 2,
 before anything is written; a failing tool (simulator build, yosys, nextpnr) ends in one line
 and exit code 1. The verb-noun forms of earlier releases (`perf gemm`, `perf sweep`,
-`synth fma`, `synth gemm`) still work and print one line naming the new form.
+`synth fma`, `synth gemm`, `perf mamba`) still work and print one line naming the new form.
 """
 
 import argparse
 import sys
 
 from specmx.boards.board import BoardError
-from specmx.cli import bitstream, boards, engine, fma, gemm, mamba, spec, ssm, study
+from specmx.cli import bitstream, boards, engine, fma, gemm, mamba, mamba_perf, spec, ssm, study
 from specmx.cli.common import Parser, UsageError
 from specmx.spec import SpecError
 
@@ -22,6 +22,7 @@ ALIASES = {
     ("perf", "sweep"): ("gemm sweep", gemm.add_sweep_parser),
     ("synth", "fma"): ("fma synth", fma.add_synth_parser),
     ("synth", "gemm"): ("gemm synth", gemm.add_synth_parser),
+    ("perf", "mamba"): ("mamba perf", mamba_perf.register_perf),
 }
 
 

@@ -161,8 +161,8 @@ def add_query_flags(p):
                    help="matrix arrays side by side, each with 1/N of every layer's outputs (model only)")
 
 
-def register_perf(verbs, formatter):
-    p = verbs.add_parser("perf", help="tokens/s and joules/token on a board (the system model)",
+def register_perf(verbs, formatter, name="perf"):
+    p = verbs.add_parser(name, help="tokens/s and joules/token on a board (the system model)",
                          formatter_class=formatter)
     add_query_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
