@@ -79,7 +79,9 @@ def matmul_values(cfg: FMAConfig, A, B, bias=None):
     """A @ B + bias on float values as the matrix engine computes it: A and B rounded to the
     input format (RNE; an integer B is taken as input-format words already), bias rounded to
     the accumulator format as C0 (+0 without one), the `gemm` chain, the result decoded to
-    float32. Leading dimensions batch."""
+    float32. Leading dimensions batch; a 1-D A is one row (a vector times B gives a vector)."""
+    if np.ndim(A) == 1:
+        return matmul_values(cfg, np.asarray(A)[None], B, bias)[0]
     A_bits = encode(np.asarray(A, np.float64), cfg.in_f)
     B_bits = B if np.asarray(B).dtype.kind in "iu" else encode(np.asarray(B, np.float64), cfg.in_f)
     C0 = encode(np.zeros(1) if bias is None else np.asarray(bias, np.float64), cfg.acc_f)

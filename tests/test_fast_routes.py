@@ -111,3 +111,24 @@ def test_compiled_datapath_negative_control():
     a, b, c = fma_vectors(cfg, 20_000, seed=10)
     wrong = fma_fast(a, b, c, FMAConfig(window=8, step=2, rounding="rtz"))
     assert (wrong != fma(a, b, c, cfg)).sum() > 1000
+
+
+@pytest.mark.parametrize("cfg", [FMAConfig(), FMAConfig(window=8, step=2)], ids=lambda c: c.name)
+def test_matmul_values_is_the_fma_chain_for_batches_and_vectors(cfg):
+    """`gemm.matmul_values` (what EngineLinearOps and HardwareOps run linear layers with): the
+    operands rounded to bf16, the chain of golden FMAs over k from +0 or the bias, for a batch
+    of rows and for a single vector (a decode step's 1-D input)."""
+    from specmx.models.formats import decode, encode
+    from specmx.models.gemm import matmul_values
+    rng = np.random.default_rng(14)
+    x, w, bias = rng.standard_normal((2, 3, 17)), rng.standard_normal((17, 5)), rng.standard_normal(5)
+    a, b = encode(x, cfg.in_f), encode(w, cfg.in_f)
+    for c0 in (None, bias):
+        c = np.broadcast_to(encode(np.zeros(1) if c0 is None else c0, cfg.acc_f), (2, 3, 5))
+        for k in range(17):
+            c = fma(a[..., k:k + 1], b[k], c, cfg)
+        expected = decode(c, cfg.acc_f).astype(np.float32)
+        got = matmul_values(cfg, x, w, c0)
+        assert got.shape == (2, 3, 5) and np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+        one = matmul_values(cfg, x[1, 2], w, c0)
+        assert one.shape == (5,) and np.array_equal(one.view(np.uint32), expected[1, 2].view(np.uint32))
