@@ -41,6 +41,7 @@ from specmx.models import function_units as fu
 from specmx.models.config import FMAConfig
 from specmx.models.fma import fma, fma_wide
 from specmx.models.formats import decode, encode
+from specmx.models.gemm import matmul_values
 from specmx.models.native_fma import odd_sum
 
 __all__ = ["HardwareOps", "exact_fma_values", "conv_stream", "conv_slots_stream", "scan_stream", "scan_slots_stream", "rmsnorm_stream"]
@@ -117,12 +118,9 @@ class HardwareOps:
         return self.unit("softplus", x).astype(np.float32)
 
     def linear(self, x, weight_t):
-        x = self.operand(x)
-        w = self.operand(weight_t)
-        acc = np.zeros(x.shape[:-1] + w.shape[-1:], dtype=np.float64)
-        for k in range(w.shape[0]):
-            acc = self.fma(x[..., k:k + 1], w[k], acc)
-        return acc.astype(np.float32)
+        """The matrix engine's product: operands rounded to the input format, the FMA chain
+        over k from +0 (`gemm.matmul_values`: native or compiled route, the golden's bits)."""
+        return matmul_values(self.cfg, x, weight_t)
 
     def norm(self, x, weight, eps):
         """RMSNorm over the last axis (see the module docstring)."""
