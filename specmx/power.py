@@ -24,6 +24,7 @@ one PE's netlist, not a placed array; relative figures between configurations on
 
 import json
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import networkx as nx
@@ -116,10 +117,7 @@ class GateNetlist:
 
     def counts(self):
         """Gates per cell type."""
-        out = {}
-        for kind, _ in self.cells:
-            out[kind] = out.get(kind, 0) + 1
-        return out
+        return dict(Counter(kind for kind, _ in self.cells))
 
     def run(self, inputs):
         """Evaluate on `inputs` ({port: int array of words}, one element per cycle). Returns
@@ -160,18 +158,13 @@ def pe_streams(cfg, layers, per_layer=8, seed=0):
         m = rng.integers(0, A.shape[0], per_layer)
         n = rng.integers(0, B.shape[1], per_layer)
         a_k, b_k = A[m, :].T, B[:, n]                            # [K, streams]
-        c = np.zeros(per_layer, np.int64)
-        if cfg.internal:
-            c = to_internal(c, cfg)
-        cs, rs = [], []
+        start = np.zeros(per_layer, np.int64)
+        chain = [to_internal(start, cfg) if cfg.internal else start]
         for k in range(A.shape[1]):
-            r = fma(a_k[k], b_k[k], c, cfg)
-            cs.append(c)
-            rs.append(r)
-            c = r
-        for s in range(per_layer):
-            parts.append((a_k[:, s], b_k[:, s], np.array([x[s] for x in cs]), np.array([x[s] for x in rs])))
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+            chain.append(fma(a_k[k], b_k[k], chain[-1], cfg))
+        chain = np.stack(chain)                                  # [K + 1, streams]: c before, r after each cycle
+        parts.append([x.T.reshape(-1) for x in (a_k, b_k, chain[:-1], chain[1:])])   # stream after stream
+    return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def toggles_per_mac(netlist, streams):
