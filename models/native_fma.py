@@ -38,6 +38,10 @@ def has_native_route(cfg: FMAConfig):
     return cfg.exact and cfg.subnormals == "ieee"
 
 
+# numpy types whose float32 -> narrow conversion is one RNE rounding (subnormals, overflow to inf)
+_NARROW_DTYPES = {"fp16": np.float16, "bf16": ml_dtypes.bfloat16}
+
+
 def _f32(cfg):
     """Round-to-nearest configurations keep values in float32 (every accumulator format here
     is a subset of it); round-toward-zero ones in float64."""
@@ -75,9 +79,8 @@ def _narrow32(x, acc):
     float32 values."""
     if acc.name == "fp32":
         return x
-    dtype = np.float16 if acc.name == "fp16" else ml_dtypes.bfloat16
     with np.errstate(over="ignore"):
-        return x.astype(dtype).astype(np.float32)
+        return x.astype(_NARROW_DTYPES[acc.name]).astype(np.float32)
 
 
 def values_to_acc_bits(r, cfg: FMAConfig):
@@ -87,8 +90,7 @@ def values_to_acc_bits(r, cfg: FMAConfig):
     if acc.name == "fp32":
         bits = np.asarray(r, np.float32).view(np.uint32).astype(np.int64)
     elif _f32(cfg):
-        dtype = np.float16 if acc.name == "fp16" else ml_dtypes.bfloat16
-        bits = np.asarray(r).astype(dtype).view(np.uint16).astype(np.int64)
+        bits = np.asarray(r).astype(_NARROW_DTYPES[acc.name]).view(np.uint16).astype(np.int64)
     else:
         bits = encode(np.asarray(r, np.float64), acc, cfg.rounding)
     return np.where(np.isnan(r), acc.canonical_nan, bits)
