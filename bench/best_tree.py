@@ -31,7 +31,7 @@ from specmx.boards.costs import largest_fit
 from specmx.cli.engine import model_config
 from specmx.models.config import EngineConfig
 from specmx.models.perf.engine import model_dims, tree_parents
-from specmx.models.perf.system import ACCEPTANCE_MODES, measured_tokens, system_perf
+from specmx.models.perf.system import ACCEPTANCE_MODES, system_perf, tokens_per_pass
 from specmx.models.specdec import live_states
 
 OUT = Path("out/bench")
@@ -67,11 +67,12 @@ def board_engine(board, dims, weights, geometries):
     return best
 
 
-def best_per_board(path, measured, target, draft, boards, weights, geometries=GEOMETRIES):
+def best_per_board(acceptance, measured, target, draft, boards, weights, geometries=GEOMETRIES):
     """Rows: for each board and acceptance mode, plain decode of `target` and its best tree with
-    `draft`, at the tokens per pass measured for the pair whose target is `measured`."""
+    `draft`, at the tokens per pass measured (`acceptance`, bench/acceptance.py's parsed JSON)
+    for the pair whose target is `measured`."""
     dims, ddims = model_dims(model_config(target)), model_dims(model_config(draft))
-    family = next(f for f in json.loads(Path(path).read_text()).values() if f["target"] == measured)
+    family = next(f for f in acceptance.values() if f["target"] == measured)
     labels = sorted({r["tree"] for r in family["rows"]}, key=lambda t: (t.startswith("budget"), len(t), t))
     out = []
     for name in boards:
@@ -85,7 +86,7 @@ def best_per_board(path, measured, target, draft, boards, weights, geometries=GE
             trees = []
             for label in labels:
                 try:
-                    tokens = measured_tokens(path, label, measured, mode)
+                    tokens = tokens_per_pass(acceptance, label, measured, mode)
                 except ValueError:
                     continue                                   # budgets are measured greedy only
                 parent = tree_parent(label)
@@ -137,11 +138,11 @@ def main():
     for family in acceptance.values():
         target, draft = family["target"], family["draft"]
         print(f"trained pair {target} + {draft} on {len(boards)} boards", flush=True)
-        trained += best_per_board(args.acceptance, target, target, draft, boards, "bf16")
+        trained += best_per_board(acceptance, target, target, draft, boards, "bf16")
     if "mamba2" in acceptance:
         measured = acceptance["mamba2"]["target"]
         print(f"full-size proxy mamba2-2.7b + mamba2-130m at {measured}'s acceptance", flush=True)
-        proxy = best_per_board(args.acceptance, measured, "mamba2-2.7b", "mamba2-130m", FULL_SIZE_BOARDS, "int4",
+        proxy = best_per_board(acceptance, measured, "mamba2-2.7b", "mamba2-130m", FULL_SIZE_BOARDS, "int4",
                                WIDE_GEOMETRIES)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "best_tree.json").write_text(json.dumps({"trained": trained, "full_size_proxy": proxy}, indent=1))

@@ -35,7 +35,7 @@ from specmx.boards.costs import WEIGHT_FORMATS, estimate
 from specmx.models.perf.energy import OFFCHIP_PJ_PER_BIT, ONCHIP_PJ_PER_BIT, SSM_PJ_PER_OP, mac_pj
 from specmx.models.perf.engine import UNITS, backtrack_strategy, step_cycles, step_ops, tree_parents
 
-__all__ = ["system_perf", "expected_tokens", "composed_step", "measured_tokens", "ACCEPTANCE_MODES", "PHASES"]
+__all__ = ["system_perf", "expected_tokens", "composed_step", "measured_tokens", "tokens_per_pass", "ACCEPTANCE_MODES", "PHASES"]
 
 PHASES = ("decode", "prefill")
 
@@ -69,6 +69,13 @@ def measured_tokens(path, tree_label, model=None, mode="greedy"):
     except json.JSONDecodeError:
         raise ValueError(f"acceptance: {path} is not JSON (a `mamba generate --json` output or "
                          f"bench/acceptance.py's acceptance.json)") from None
+    return tokens_per_pass(data, tree_label, model, mode, source=path)
+
+
+def tokens_per_pass(data, tree_label, model=None, mode="greedy", source="the acceptance data"):
+    """`measured_tokens` on already parsed JSON `data` (`source` names it in errors)."""
+    if mode not in ACCEPTANCE_MODES:
+        raise ValueError(f"acceptance-mode: unknown {mode!r}; allowed: {', '.join(ACCEPTANCE_MODES)}")
     if isinstance(data, dict) and isinstance(data.get("stats"), dict) and "tokens_per_target_pass" in data["stats"]:
         return float(data["stats"]["tokens_per_target_pass"])
     if isinstance(data, dict):
@@ -79,7 +86,7 @@ def measured_tokens(path, tree_label, model=None, mode="greedy"):
             for row in family.get("rows", []):
                 if row.get("tree") == tree_label and row.get("acceptance") == mode:
                     return float(row["tokens_per_target_pass"])
-    raise ValueError(f"acceptance: {path} has no tokens per verification for tree {tree_label} ({mode}) "
+    raise ValueError(f"acceptance: {source} has no tokens per verification for tree {tree_label} ({mode}) "
                      f"(expected stats.tokens_per_target_pass or a {mode} row for that tree)")
 
 
