@@ -18,9 +18,8 @@ from pathlib import Path
 from minilm_study import SWEEP, config
 
 from specmx.hdl.fma import FMA
-from specmx.models.config import FMAConfig
+from specmx.models.config import FMAConfig, GemmConfig
 from specmx.power import power_study
-from specmx.models.config import GemmConfig
 from specmx.synth import synthesize, synthesize_array
 
 OUT = Path("out/bench")
@@ -56,9 +55,11 @@ def main():
     pe = {}
     for name in PE_CONFIGS:
         cfg = FMAConfig("bf16", "fp32", **FMAConfig.parse_norm(name))
-        r = synthesize_array(GemmConfig(rows=2, cols=2, dataflow="ws", fma=cfg), fmax=False)
-        pe[cfg.name] = r["pe_gates"]
-        print(f"PE in a 2x2 WS array, {cfg.name}: {r['pe_gates']:,} gates", file=sys.stderr, flush=True)
+        if "pe_gates" in earlier.get(cfg.name, {}):                # measured before
+            pe[cfg.name] = earlier[cfg.name]["pe_gates"]
+            continue
+        pe[cfg.name] = synthesize_array(GemmConfig(rows=2, cols=2, dataflow="ws", fma=cfg), fmax=False)["pe_gates"]
+        print(f"PE in a 2x2 WS array, {cfg.name}: {pe[cfg.name]:,} gates", file=sys.stderr, flush=True)
     exact_pe = pe[FMAConfig("bf16", "fp32").name]
     for r in rows:
         if r["config"] in pe:
