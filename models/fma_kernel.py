@@ -3,11 +3,18 @@
 `fma.fma` is the definition: numpy, step by step as the RTL does it. This module runs the same
 steps per element in a loop that numba compiles to machine code (unpack, exact product,
 aligned sum with sticky, exact or approximate normalization, rounding, packing, special
-values), so an approximate configuration runs 4-5 times faster than the vectorised golden
-(25-40M multiply-adds per second on one core here; bench/minilm_study.py). A test holds `fma_fast` equal to `fma.fma` bit for bit on every
-normalization policy, rounding, subnormal mode and format pair, random and corner operands.
-It covers `fma` (both multiplicands in the input format), not `fma_wide`.
-"""
+values). `fma_fast` reads the configuration at run time (one compiled kernel for all, about 4x
+the vectorised golden); `gemm_fast` compiles one kernel per configuration with its parameters
+as constants (about 10x; bench/minilm_study.py prints the rates side by side). Tests hold both
+equal to `fma.fma` bit for bit on every normalization policy, rounding, subnormal mode and
+format pair, random and corner operands. It covers `fma` (both multiplicands in the input
+format), not `fma_wide"""
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -179,28 +186,6 @@ def _kernel(a, b, c, out, P):
         out[i] = _fma1(a[i], b[i], c[i], P)
 
 
-@njit(cache=True, nogil=True)
-def _gemm_kernel(A, Bt, C, P):
-    """C[t] <- chain over k of fma(A[t, m, k], Bt[t, n, k], C[t, m, n]), in place (B given
-    transposed so that both operands are read along k)."""
-    for t in range(C.shape[0]):
-        for m in range(C.shape[1]):
-            n = 0
-            while n + 2 <= C.shape[2]:                       # two chains at once: more work in flight
-                c0, c1 = C[t, m, n], C[t, m, n + 1]
-                for k in range(A.shape[2]):
-                    a = A[t, m, k]
-                    c0 = _fma1(a, Bt[t, n, k], c0, P)
-                    c1 = _fma1(a, Bt[t, n + 1, k], c1, P)
-                C[t, m, n], C[t, m, n + 1] = c0, c1
-                n += 2
-            for j in range(n, C.shape[2]):
-                acc = C[t, m, j]
-                for k in range(A.shape[2]):
-                    acc = _fma1(A[t, m, k], Bt[t, j, k], acc, P)
-                C[t, m, j] = acc
-
-
 def _params(cfg: FMAConfig):
     acc, ifmt, in_f = cfg.acc_f, cfg.int_f, cfg.in_f
     return (cfg.prod_width, cfg.c_width, cfg.sum_width, cfg.lzd_window, cfg.step.bit_length() - 1,
@@ -219,14 +204,69 @@ def fma_fast(a, b, c, cfg: FMAConfig):
     return out.reshape(shape)
 
 
+# One configuration's GEMM kernel, its parameters compiled in as constants (numba freezes a
+# module's global tuple), so the compiler folds away every branch the configuration does not
+# take: about twice the rate of the kernel that reads them at run time. Each accumulator row is
+# carried along k with B read row by row, so the inner loop runs independent chains over
+# contiguous memory. The per-accumulator order over k is the chain's, so the bits are.
+_GEMM_TEMPLATE = """\
+from numba import njit
+from specmx.models.fma_kernel import _fma1
+
+P = {params!r}
+
+
+@njit(cache=True, nogil=True)
+def gemm_kernel(A, B, C):
+    for t in range(C.shape[0]):
+        for m in range(C.shape[1]):
+            row = C[t, m].copy()
+            for k in range(A.shape[2]):
+                a = A[t, m, k]
+                for n in range(C.shape[2]):
+                    row[n] = _fma1(a, B[t, k, n], row[n], P)
+            C[t, m] = row
+"""
+_kernels = {}
+
+
+def kernel_dir():
+    """Where the generated per-configuration kernels and numba's cache of them live:
+    $SPECMX_KERNEL_CACHE, else ~/.cache/specmx/fma_kernels."""
+    return Path(os.environ.get("SPECMX_KERNEL_CACHE") or Path.home() / ".cache" / "specmx" / "fma_kernels")
+
+
+def specialized_gemm(cfg: FMAConfig):
+    """The compiled GEMM kernel of `cfg`: a generated module named by a hash of the parameters
+    and of this file (so an edited datapath never reuses a stale kernel), written once and
+    imported; numba caches its machine code beside it."""
+    params = tuple(int(x) for x in _params(cfg))
+    if params not in _kernels:
+        source = _GEMM_TEMPLATE.format(params=params)
+        key = hashlib.sha256((source + Path(__file__).read_text()).encode()).hexdigest()[:20]
+        path = kernel_dir() / f"fma_gemm_{key}.py"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(source)
+            os.replace(tmp, path)                      # atomic: parallel workers never read half a file
+        name = f"specmx_fma_gemm_{key}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module                     # numba's cache finds the module by name
+        spec.loader.exec_module(module)
+        _kernels[params] = module.gemm_kernel
+    return _kernels[params]
+
+
 def gemm_fast(cfg: FMAConfig, A, B, C):
-    """The `gemm.gemm_chain` accumulation on checked words, compiled: A (..., M, K), B (..., K, N),
-    C (..., M, N) accumulator words of `cfg` (internal words when its policy is internal), all
-    with the same leading dimensions. Returns the chained words."""
+    """The `gemm.gemm_chain` accumulation on checked words, compiled for `cfg`: A (..., M, K),
+    B (..., K, N), C (..., M, N) accumulator words of `cfg` (internal words when its policy is
+    internal), all with the same leading dimensions. Returns the chained words."""
     lead = C.shape[:-2]
     M, N, K = C.shape[-2], C.shape[-1], A.shape[-1]
-    A3 = np.ascontiguousarray(np.broadcast_to(A, lead + (M, K))).reshape(-1, M, K)
-    Bt = np.ascontiguousarray(np.swapaxes(np.broadcast_to(B, lead + (K, N)), -1, -2)).reshape(-1, N, K)
-    C3 = np.array(C, dtype=np.int64).reshape(-1, M, N)
-    _gemm_kernel(A3, Bt, C3, tuple(int(x) for x in _params(cfg)))
+    A3 = np.array(np.broadcast_to(A, lead + (M, K)), dtype=np.int64).reshape(-1, M, K)    # fresh, writable,
+    B3 = np.array(np.broadcast_to(B, lead + (K, N)), dtype=np.int64).reshape(-1, K, N)    # contiguous: one
+    C3 = np.array(C, dtype=np.int64).reshape(-1, M, N)                                    # signature, one compile
+    specialized_gemm(cfg)(A3, B3, C3)
     return C3.reshape(C.shape)

@@ -65,13 +65,17 @@ def _yosys(script, workdir):
 
 
 def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks=None, device=None,
-               generic=True, freq=50):
+               generic=True, freq=50, split_multipliers=False):
     """Synthesize `component` (registered at its ports) and return a dict of figures. The tool
     files go to `workdir` if given (kept), else to a temporary folder (removed). `device` pins the
     ECP5 part for place and route ("25k", "45k", "85k"; default: the smallest that holds the design).
     `generic=False` skips the technology-neutral gates and LUT4 mappings, which map every
     multiplier to gates (tens of minutes for the SSM units' wide Horner multipliers, where the
     ECP5 mapping puts them in DSPs and takes seconds).
+
+    `split_multipliers` maps each multiplier of the technology-neutral counts as its own module
+    (`_split_multipliers`): ABC then sees one multiplier or the logic around them at a time,
+    which it maps in seconds where the flat design takes it hours (the SSM units).
 
     `freq` (MHz) is the clock nextpnr's timing-driven placer and router aim at; the reported
     Fmax is what it achieved.
@@ -83,7 +87,7 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
     """
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="specmx-synth-") as tmp:
-            return synthesize(component, name, ecp5, fmax, tmp, blocks, device, generic, freq)
+            return synthesize(component, name, ecp5, fmax, tmp, blocks, device, generic, freq, split_multipliers)
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     tmp = Path(workdir)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -100,6 +104,8 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
                 + ("; flatten; opt_clean" if blocks else ""))
     out = {}
     if generic:
+        if split_multipliers:
+            read, synth = _split_multipliers(read, name, tmp), f"synth -top {name} -run fine:"
         _yosys(f"{read}; {synth}; abc -g {GATE_LIBRARY}; opt_clean; "
                f"tee -q -o gates.json stat -json -top {name}", tmp)
         for scope, cells in _cells(tmp / "gates.json", blocks).items():
@@ -139,6 +145,20 @@ def synthesize_array(engine: GemmConfig, fmax=True, workdir=None, device=None):
     result.update({f"array_{k}": v for k, v in figures.items()})
     result["array_gates_per_pe"] = round(result["array_gates"] / (rows * cols), 1)
     return result
+
+
+def _split_multipliers(read, name, tmp):
+    """Yosys commands that load the flat coarse-grained netlist of `name` with every multiplier
+    (`$mul`, or the `$macc` cells alumacc makes of them) moved into a module of its own
+    (`submod`), for `synth -run fine:` and ABC to map one module at a time. The counts then
+    cover every multiplier and the logic around them without optimization across a
+    multiplier's ports, which a flat mapping may do (bench/fma_gates.py measures the
+    difference on the FMA)."""
+    _yosys(f"{read}; synth -top {name} -flatten -run :fine; "
+           f"tee -q -o multipliers.txt select -list t:$macc* t:$mul; write_rtlil coarse.il", tmp)
+    cells = [line.split("/", 1)[1] for line in (tmp / "multipliers.txt").read_text().split() if "/" in line]
+    marks = "".join(f'; setattr -set submod "mul{i}" {name}/c:{cell}' for i, cell in enumerate(cells))
+    return f"read_rtlil coarse.il{marks}; submod"
 
 
 def _cells(stat_path, blocks):

@@ -96,13 +96,27 @@ def test_compiled_datapath_equals_golden(cfg):
 
 
 @pytest.mark.parametrize("cfg", [FMAConfig(window=8, step=2), FMAConfig(window=4, step=4, policy="internal"),
+                                 FMAConfig(window=4, step=4, policy="internal", sum_bits=30),
                                  FMAConfig("e4m3", "fp16", window=6, step=2, rounding="rtz")], ids=lambda c: c.name)
 def test_compiled_gemm_equals_vectorised_chain(cfg):
+    """The per-configuration kernel (`gemm_fast`, parameters compiled in) against the chain of
+    vectorised golden FMAs, batched and broadcast operands, random words (NaNs, infinities
+    and subnormals included)."""
     rng = np.random.default_rng(9)
     A = rng.integers(0, 1 << cfg.in_f.width, (3, 5, 17))
     B = rng.integers(0, 1 << cfg.in_f.width, (17, 7))
     C = rng.integers(0, 1 << cfg.acc_f.width, (3, 5, 7))
     assert_bits_equal(gemm_chain(cfg, A, B, C, compiled=True), gemm_chain(cfg, A, B, C), cfg.name)
+
+
+def test_compiled_gemm_negative_control():
+    """A kernel checked against another configuration's chain (round-toward-zero) differs:
+    the comparison can fail."""
+    kernel, other = FMAConfig(window=8, step=2), FMAConfig(window=8, step=2, rounding="rtz")
+    rng = np.random.default_rng(11)
+    A = rng.integers(0, 1 << 16, (40, 17))
+    B, C = rng.integers(0, 1 << 16, (17, 30)), rng.integers(0, 1 << 32, (40, 30))
+    assert (gemm_chain(kernel, A, B, C, compiled=True) != gemm_chain(other, A, B, C)).sum() > 100
 
 
 def test_compiled_datapath_negative_control():
