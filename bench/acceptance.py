@@ -9,7 +9,6 @@ Mamba-2 pair (py-mamba2 + draft). Writes out/bench/acceptance.json ({family: res
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
-from specmx.models.corpus import is_heldout, stdlib_files  # noqa: E402
+from specmx.models.corpus import bits_per_byte, heldout_windows  # noqa: E402,F401  (mamba_approx too)
 from specmx.models.mamba import load_pretrained  # noqa: E402
 from specmx.models.specdec import speculative_generate  # noqa: E402
 
@@ -25,29 +24,6 @@ OUT = Path("out/bench")
 TREES = [("chain", (1,) * d) for d in range(1, 9)] + [("tree", (2, 2, 1)), ("tree", (3, 2, 1)),
                                                       ("tree", (4, 2, 2, 1))]
 BUDGETS = [4, 8, 16, 32]
-
-
-def heldout_windows(count, length, skip=0):
-    """`count` windows of `length` bytes, one from each of the first held-out modules that are
-    long enough (starting `skip` bytes in, past the licence headers most modules open with)."""
-    out = []
-    for name, path in stdlib_files():
-        data = path.read_bytes()
-        if is_heldout(name) and len(data) >= skip + length:
-            out.append(list(data[skip:skip + length]))
-        if len(out) == count:
-            break
-    return out
-
-
-def bits_per_byte(model, windows):
-    total = count = 0.0
-    for w in windows:
-        logits = model.forward(w[:-1]).astype(np.float64)
-        logz = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
-        total += float(np.sum(logz - logits[np.arange(len(w) - 1), w[1:]]))
-        count += len(w) - 1
-    return total / count / math.log(2)
 
 
 def run(target, draft, prompts, tokens, tree, sample=False, temperature=1.0):

@@ -2,10 +2,10 @@
 (`conv_i`, `mxu_cmd`, ...) and wire them through, so a testbench (or the engine's sequencer)
 drives the units of a composed design by name."""
 
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["prefixed_members", "connect_prefixed"]
+__all__ = ["prefixed_members", "connect_prefixed", "pack_struct"]
 
 
 def prefixed_members(units, skip=()):
@@ -39,3 +39,11 @@ def connect_prefixed(m, outer, units, skip=()):
                 wiring.connect(m, wiring.flipped(port), inner)
             else:
                 wiring.connect(m, inner, wiring.flipped(port))
+
+
+def pack_struct(layout, value):
+    """The integer payload of a struct/array `layout` from nested dicts and lists of ints (how a
+    host, a testbench or a ROM's initial contents build a structured stream beat)."""
+    if isinstance(layout, data.Layout):
+        return sum(pack_struct(f.shape, value[key]) << f.offset for key, f in layout)
+    return int(value)

@@ -43,7 +43,7 @@ from specmx.hdl.lockstep import lockstep_enable
 from specmx.models.config import SSMConfig
 from specmx.models.perf.ssm import scan_beats, scan_latency
 
-__all__ = ["ScanUnit", "scan_layout"]
+__all__ = ["ScanUnit", "scan_layout", "scan_records"]
 
 ONE_BF16 = 0x3F80
 
@@ -57,6 +57,28 @@ def scan_layout(ssm: SSMConfig, slots=1):
     tree = {"src": range(slots), "dst": range(slots), "load": 1, "h": 32 * ssm.lanes} if slots > 1 else {}
     return data.StructLayout({"lanes": data.ArrayLayout(lane, ssm.lanes), "dt": 32, "u": 32, "z": 32,
                               "D": 16, **({} if mamba1 else {"A": 16}), "clear": 1, **tree})
+
+
+def scan_records(ssm: SSMConfig, v):
+    """One record per beat in stream order (`scan_layout`) of the arrays `scan_stream` takes
+    (`models.ssm_stimulus.scan_vectors`; in tree mode also src, dst, load and h per token),
+    for `hdl.compose.pack_struct`."""
+    L, S = ssm.lanes, ssm.d_state // ssm.lanes
+    mamba1 = ssm.family == "mamba1"
+    P = 1 if mamba1 else ssm.d_inner // ssm.heads
+    per_group = 1 if mamba1 else ssm.heads // ssm.groups
+    for t in range(v["u"].shape[0]):
+        for c in range(ssm.d_inner):
+            head = c // P
+            bc = (lambda key: v[key][t]) if mamba1 else (lambda key: v[key][t, head // per_group])
+            for j in range(S):
+                lanes = [{"B": bc("B")[j * L + l], "C": bc("C")[j * L + l],
+                          **({"A": v["A"][c, j * L + l]} if mamba1 else {})} for l in range(L)]
+                tree = {} if "src" not in v else {
+                    "src": v["src"][t], "dst": v["dst"][t], "load": v["load"][t],
+                    "h": sum(int(w) << (32 * l) for l, w in enumerate(v["h"][t].reshape(ssm.d_inner, -1)[c, j * L:(j + 1) * L]))}
+                yield {"lanes": lanes, "dt": v["dt"][t, head], "u": v["u"][t, c], "z": v["z"][t, c],
+                       "D": v["D"][head], **({} if mamba1 else {"A": v["A"][head]}), "clear": v["clear"][t], **tree}
 
 
 def check_scan_shape(ssm: SSMConfig):

@@ -16,7 +16,7 @@ from specmx.hdl.fma import FMA
 from specmx.models.config import FMAConfig
 from specmx.models.selftest import SEED, TAPS
 
-__all__ = ["SelfTest", "GemmSelfTest", "BoardTop", "UartTx", "crc32_step", "MESSAGE"]
+__all__ = ["SelfTest", "GemmSelfTest", "ScanSelfTest", "BoardTop", "UartTx", "crc32_step", "MESSAGE"]
 
 CRC_POLY = 0xEDB88320
 MESSAGE = "SPECMX SIG=%%%%%%%% CYC=######## ????\r\n"     # % signature nibbles, # cycle nibbles, ? PASS/FAIL
@@ -69,8 +69,9 @@ class _SelfTestBase(wiring.Component):
     A subclass's `_dut(m, run, restart)` adds the design under test and its operand generators
     and returns (result valid, result word)."""
 
-    def __init__(self, results, result_width, expected, uart_divisor, flip=0):
+    def __init__(self, results, result_width, expected, uart_divisor, flip=0, cycle_budget=None):
         self.results, self.result_width, self.expected = results, result_width, expected
+        self.cycle_budget = cycle_budget or results * 8 + 1064       # a simulation's limit for one run
         self.uart_divisor, self.flip = uart_divisor, flip
         super().__init__({"restart": In(1), "done": Out(1), "passed": Out(1), "running": Out(1), "tx": Out(1),
                           "sig": Out(32), "cycles": Out(32)})
@@ -206,6 +207,48 @@ class GemmSelfTest(_SelfTestBase):
             with m.If(restart):
                 m.d.sync += taken.eq(0)
         return dut.r_out.valid, dut.r_out.payload
+
+
+class ScanSelfTest(_SelfTestBase):
+    """The self-test of the selective-scan unit (`hdl.scan.ScanUnit`): the stimulus token stream
+    (`models.selftest.ssm_stimulus`) packed into beats in a ROM, streamed into the unit, every
+    gated output word into the CRC. Parameters and members as `SelfTest`'s, with `ssm` (an
+    SSMConfig) and `tokens`. A restart also resets the unit (the stream starts with a clear)."""
+
+    def __init__(self, ssm, tokens, expected, uart_divisor, flip=0):
+        from specmx.hdl.scan import check_scan_shape
+        from specmx.models.perf.ssm import scan_beats, scan_latency
+        check_scan_shape(ssm)
+        if not 1 <= tokens <= 4096:
+            raise ValueError(f"tokens: must be 1..4096, got {tokens}")
+        self.ssm, self.tokens = ssm, tokens
+        self.beats = tokens * scan_beats(ssm)
+        super().__init__(tokens * ssm.d_inner, 32, expected, uart_divisor, flip,
+                         cycle_budget=2 * self.beats + scan_latency(ssm) + 1064)
+
+    def _dut(self, m, run, restart):
+        from amaranth.hdl import ResetInserter
+        from amaranth.lib.memory import Memory
+        from specmx.hdl.compose import pack_struct
+        from specmx.hdl.scan import ScanUnit, scan_layout, scan_records
+        from specmx.models.selftest import ssm_stimulus
+        layout = scan_layout(self.ssm)
+        rom = [pack_struct(layout, r) for r in scan_records(self.ssm, ssm_stimulus(self.ssm, self.tokens))]
+        m.submodules.stimulus = mem = Memory(shape=layout.size, depth=len(rom), init=rom)
+        m.submodules.scan = dut = ResetInserter(restart)(ScanUnit(self.ssm))
+        read = mem.read_port()
+        sent = Signal(range(self.beats + 1))
+        primed = Signal()                               # the ROM's output holds beat `sent`
+        fire = dut.i.valid & dut.i.ready
+        m.d.comb += [read.addr.eq(Mux(restart, 0, Mux(fire, sent + 1, sent))),
+                     dut.i.payload.eq(read.data), dut.i.valid.eq(run & primed & (sent < self.beats)),
+                     dut.o.ready.eq(1)]
+        m.d.sync += primed.eq(1)
+        with m.If(fire):
+            m.d.sync += sent.eq(sent + 1)
+        with m.If(restart):
+            m.d.sync += [sent.eq(0), primed.eq(0)]
+        return dut.o.valid, dut.o.payload
 
 
 class BoardTop(Elaboratable):

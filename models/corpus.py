@@ -11,13 +11,15 @@ text) as separator.
 """
 
 import hashlib
+import math
 import sys
 import sysconfig
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["stdlib_files", "is_heldout", "build_corpus", "SEPARATOR", "text_to_ids", "ids_to_text"]
+__all__ = ["stdlib_files", "is_heldout", "build_corpus", "SEPARATOR", "text_to_ids", "ids_to_text", "heldout_windows",
+           "bits_per_byte"]
 
 SEPARATOR = 0
 HELDOUT_BELOW = 26
@@ -64,3 +66,27 @@ def text_to_ids(text):
 def ids_to_text(ids):
     """Token ids back to text (invalid UTF-8 sequences shown as U+FFFD)."""
     return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+
+def heldout_windows(count, length, skip=0):
+    """`count` windows of `length` bytes, one from each of the first held-out modules that are
+    long enough (starting `skip` bytes in, past the licence headers most modules open with)."""
+    out = []
+    for name, path in stdlib_files():
+        data = path.read_bytes()
+        if is_heldout(name) and len(data) >= skip + length:
+            out.append(list(data[skip:skip + length]))
+        if len(out) == count:
+            break
+    return out
+
+
+def bits_per_byte(model, windows):
+    """Mean next-byte cross-entropy of `model` over `windows` (lists of byte ids), in bits."""
+    total = count = 0.0
+    for w in windows:
+        logits = model.forward(w[:-1]).astype(np.float64)
+        logz = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+        total += float(np.sum(logz - logits[np.arange(len(w) - 1), w[1:]]))
+        count += len(w) - 1
+    return total / count / math.log(2)

@@ -5,7 +5,7 @@ steps per element in a loop that numba compiles to machine code (unpack, exact p
 aligned sum with sticky, exact or approximate normalization, rounding, packing, special
 values). `fma_fast` reads the configuration at run time (one compiled kernel for all, about 4x
 the vectorised golden); `gemm_fast` compiles one kernel per configuration with its parameters
-as constants (about 10x; bench/minilm_study.py prints the rates side by side). Tests hold both
+as constants (13-15x; bench/minilm_study.py prints the rates side by side). Tests hold both
 equal to `fma.fma` bit for bit on every normalization policy, rounding, subnormal mode and
 format pair, random and corner operands. It covers `fma` (both multiplicands in the input
 format), not `fma_wide"""

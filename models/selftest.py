@@ -9,6 +9,13 @@ previous word w_{k-1} (0 for the first operation).
 
 Signature: CRC-32 (IEEE 802.3, reflected, as `zlib.crc32`) over the results in order, each
 result word as acc-width/8 little-endian bytes.
+
+The SSM self-test streams stored beats instead: a selective scan's inputs are structured (B and
+C shared by a token's channels, A and D fixed per channel, dt, u and z fixed across a channel's
+beats), so the bitstream holds `ssm_stimulus`'s token stream (Mamba-shaped random values with
+the corner tokens the cocotb regressions use: zeros, large and negative dt, near-overflow
+state, subnormals, NaN and inf, a clear mid-stream) in a ROM, and the signature is the CRC-32 of
+the scan unit's golden outputs (`scan_stream`, fp32 words).
 """
 
 import zlib
@@ -18,11 +25,13 @@ import numpy as np
 from specmx.models.config import FMAConfig
 from specmx.models.fma import fma
 
-__all__ = ["SEED", "TAPS", "GEMM_SEEDS", "lfsr_words", "operands", "signature", "gemm_operands", "gemm_signature"]
+__all__ = ["SEED", "TAPS", "GEMM_SEEDS", "SSM_SEED", "lfsr_words", "operands", "signature", "gemm_operands",
+           "gemm_signature", "ssm_stimulus", "ssm_signature"]
 
 SEED = 0xACE1ACE1
 TAPS = 0x80200003
 GEMM_SEEDS = (0x1234ABCD, 0x5EED5EED, 0x0BADCAFE)     # A, B and C0 of the GEMM self-test
+SSM_SEED = 0x55AA                                    # the SSM self-test's stimulus
 
 
 def lfsr_words(n, seed=SEED):
@@ -81,3 +90,18 @@ def gemm_signature(engine, shape):
         raise ValueError("fma.policy: the self-test takes IEEE accumulator words; allowed: round, flush, exact")
     C = gemm(engine, *gemm_operands(engine, shape))
     return _crc(C, engine.fma.acc_f.width), C
+
+
+def ssm_stimulus(ssm, tokens):
+    """The SSM self-test's token stream (the arrays `scan_stream` takes), with corner tokens
+    from 8 tokens up."""
+    from specmx.models.ssm_stimulus import scan_vectors
+    return scan_vectors(ssm, tokens, seed=SSM_SEED, corners=True)
+
+
+def ssm_signature(ssm, tokens):
+    """(CRC-32 of the scan unit's golden gated outputs, token by token and channel by channel,
+    the outputs [tokens, d_inner] as fp32 words)."""
+    from specmx.models.ssm_numerics import HardwareOps, scan_stream
+    out = scan_stream(HardwareOps(ssm.fma, ssm.lanes), ssm.family, ssm_stimulus(ssm, tokens))
+    return _crc(out, 32), out

@@ -8,7 +8,8 @@ import numpy as np
 
 from specmx.models.formats import decode, encode
 from specmx.models.gemm_streams import block_rows, result_beats, stream_beats, tiles
-from specmx.sim.ssm_check import _conv_records, _scan_records, pack_beats
+from specmx.hdl.scan import scan_records
+from specmx.sim.ssm_check import _conv_records, pack_beats
 from specmx.sim.streams import pack_lanes
 
 __all__ = ["bf16", "state_mismatches", "words_of", "conv_job", "scan_job", "linear_job"]
@@ -82,7 +83,7 @@ def scan_job(cfg, layout, ops, L, start, u, dt, z, B, C, src, dst):
          "B": bf16(ops, pad(B)), "C": bf16(ops, pad(C)), "D": bf16(ops, L["D"]),
          "clear": np.zeros(rows, np.int64), "src": [0] * load + list(src), "dst": [0] * load + list(dst),
          "load": [1] * load + [0] * n, "h": h}
-    beats = pack_lanes(pack_beats(layout, _scan_records(cfg, v)), 64)
+    beats = pack_lanes(pack_beats(layout, scan_records(cfg, v)), 64)
     per_node = cfg.d_inner * cfg.d_state // cfg.lanes
     mamba2 = cfg.family == "mamba2"
     shape = (cfg.heads, cfg.d_inner // cfg.heads, cfg.d_state) if mamba2 else (cfg.d_inner, cfg.d_state)

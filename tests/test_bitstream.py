@@ -125,7 +125,9 @@ def test_report_reader_against_the_simulated_uart_stream(tmp_path):
     (["build", "--board", "icebreaker", "--clock", "24"], 2, "clock: 24 MHz needs a PLL, which specmx drives on "
                                                              "the ECP5 boards only"),
     (["build", "--board", "ulx3s-85f", "--clock", "12"], 2, "clock: the ECP5 PLL cannot make 12 MHz from 25 MHz"),
-    (["build", "--board", "icebreaker", "--design", "ssm"], 2, "design: the ssm self-test is not built yet"),
+    (["build", "--board", "icebreaker", "--design", "ssm"], 2, "design: the ssm self-test (a scan unit"),
+    (["build", "--board", "ulx3s-85f", "--design", "conv"], 2, "design: unknown design 'conv'; allowed: fma, gemm, ssm"),
+    (["build", "--board", "ulx3s-85f", "--design", "ssm", "--tokens", "0"], 2, "tokens: must be"),
     (["build", "--board", "ulx3s-85f", "--design", "gemm", "--shape", "8,8,32"], 2, "shape: K = 32 exceeds"),
     (["build", "--board", "icebreaker", "--ops", "0"], 2, "ops: must be"),
     (["export", "--board", "u280"], 2, "board: no Vivado export for 'u280'; allowed: vck190, vhk158"),
@@ -212,3 +214,52 @@ def test_gemm_selftest_simulates_and_builds_on_ecp5(tmp_path):
     from specmx.models.selftest import gemm_signature
     assert s["timing_met"] and s["shape"] == [8, 8, 8]
     assert s["signature"] == f"{gemm_signature(spec.config, spec.shape)[0]:08X}"
+
+
+def test_ssm_signature_is_the_crc_of_the_golden_scan():
+    """The SSM self-test's expected signature: zlib's CRC-32 over the scan unit's golden gated
+    outputs on the stored stimulus, whose corner tokens (NaN, inf, subnormal inputs) are in."""
+    import zlib
+
+    import numpy as np
+
+    from specmx.bitstream import default_ssm
+    from specmx.models.selftest import ssm_signature, ssm_stimulus
+    from specmx.models.ssm_numerics import HardwareOps, scan_stream
+    ssm = default_ssm("ulx3s-85f")
+    sig, out = ssm_signature(ssm, 16)
+    v = ssm_stimulus(ssm, 16)
+    assert np.array_equal(out, scan_stream(HardwareOps(ssm.fma, 1), "mamba1", v)) and out.shape == (16, 4)
+    assert sig == zlib.crc32(b"".join(int(w).to_bytes(4, "little") for w in out.ravel()))
+    nan = ((v["u"] & 0x7F800000) == 0x7F800000) & ((v["u"] & 0x7FFFFF) != 0)
+    assert v["clear"][0] == v["clear"][8] == 1 and nan.any()
+    assert ssm_signature(ssm, 15)[0] != sig
+
+
+def test_ssm_selftest_simulates_to_the_golden_signature():
+    """The scan-unit self-test (Mamba-1, d_inner 4, d_state 4, 16 tokens from a ROM): the
+    Verilog a build writes reaches the golden signature twice (a restart, which also resets the
+    unit, in between) in the scan unit's modelled cycles plus the ROM's first read; one flipped
+    result bit gives another signature and FAIL (the negative control)."""
+    from specmx.bitstream import SelfTestSpec, default_ssm
+    from specmx.models.perf.ssm import scan_cycles
+    from specmx.sim.runner import to_verilog
+    spec = SelfTestSpec("ssm", default_ssm("ulx3s-85f"), tokens=16)
+    good = spec.make(25e6)
+    report = check_selftest(good, verilog_text=to_verilog(good, "selftest"))
+    assert report["ok"], report
+    assert report["runs"][0]["cycles"] == report["runs"][1]["cycles"] == scan_cycles(spec.config, 16).total + 1
+    bad = check_selftest(spec.make(25e6, flip=1 << 31))
+    assert not bad["ok"] and not bad["signature_matches"] and bad["lines"][0].endswith("FAIL\r\n")
+
+
+@pytest.mark.regress
+def test_ssm_selftest_builds_on_ecp5(tmp_path):
+    """The scan-unit self-test's ULX3S bitstream at 10 MHz through the PLL (the scan unit runs at
+    about 13 MHz, short of the 25 MHz oscillator): it fits, meets its clock, and carries the
+    golden signature (nextpnr: about 20 minutes)."""
+    from specmx.bitstream import default_ssm
+    from specmx.models.selftest import ssm_signature
+    s = _build("ulx3s-85f", tmp_path / "s", "--design", "ssm", "--clock", "10")
+    assert s["timing_met"] and s["design"] == "ssm" and s["ops"] == 64
+    assert s["signature"] == f"{ssm_signature(default_ssm('ulx3s-85f'), 16)[0]:08X}"

@@ -58,3 +58,25 @@ def test_split_multipliers_counts_them_all(tmp_path):
     muls = [gates(cells) for name, cells in modules.items() if name.startswith("fma_mul")]
     assert muls and min(muls) > 0, list(modules)
     assert split["gates"] == gates(modules["fma"]) + sum(muls), (split, muls)     # every multiplier counted
+
+
+def test_split_multipliers_leaves_the_ecp5_mapping_alone(tmp_path):
+    """The split applies to the technology-neutral counts only: the ECP5 flow still infers
+    the DSP for a 12 x 12 multiplier (a split netlist would have mapped it to LUTs)."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    class Mul(wiring.Component):
+        a: In(12)
+        b: In(12)
+        y: Out(24)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.y.eq(self.a * self.b)
+            return m
+
+    r = synthesize(Mul(), "mul", fmax=False, split_multipliers=True, workdir=tmp_path)
+    assert r["ecp5_dsp"] == 1 and r["ecp5_lut"] < 20, r
+    assert r["gates"] > 300, r                                    # the multiplier's gates are counted

@@ -10,13 +10,22 @@ __all__ = ["register"]
 
 
 def _spec(args, board):
-    """The SelfTestSpec the flags ask for: the spec's fma (or gemm) section, or the board's default."""
-    from specmx.bitstream import DESIGNS, SelfTestSpec, default_fma, default_gemm
+    """The SelfTestSpec the flags ask for: the spec's fma (gemm, ssm) section, or the board's default."""
+    from specmx.bitstream import DESIGNS, SelfTestSpec, default_fma, default_gemm, default_ssm
     from specmx.cli.common import int_list
     if args.design not in DESIGNS:
-        raise UsageError(f"design: the {args.design} self-test is not built yet; allowed: {', '.join(DESIGNS)}")
+        raise UsageError(f"design: unknown design {args.design!r}; allowed: {', '.join(DESIGNS)}")
     bounded("ops", args.ops, 1, 1 << 24)
     bounded("stages", args.stages, 0, 12)
+    bounded("tokens", args.tokens, 1, 4096)
+    if args.design == "ssm":
+        from specmx.hdl.scan import check_scan_shape
+        ssm = design(args).ssm if args.spec else default_ssm(board)
+        try:
+            check_scan_shape(ssm)
+        except ValueError as exc:
+            raise UsageError(f"ssm.{exc}") from None
+        return SelfTestSpec("ssm", ssm, tokens=args.tokens)
     if args.design == "gemm":
         engine = design(args).gemm if args.spec else default_gemm(board)
         if engine.fma.internal:
@@ -126,6 +135,7 @@ def register(nouns, formatter):
         p.add_argument("--stages", type=int, default=3, metavar="N", help="FMA pipeline stages (the GEMM's: its spec)")
         p.add_argument("--ops", type=int, default=1000, metavar="N", help="FMA operations per self-test run")
         p.add_argument("--shape", default="8,8,8", metavar="M,N,K", help="the GEMM self-test's product")
+        p.add_argument("--tokens", type=int, default=16, metavar="N", help="the SSM self-test's tokens (1..4096)")
         p.add_argument("--clock", type=float, default=None, metavar="MHZ",
                        help="clock (build: the board's oscillator; export: default 100)")
         p.add_argument("--out", default=None, metavar="DIR", help="output folder")
