@@ -8,12 +8,14 @@ the vectorised golden); `gemm_fast` compiles one kernel per configuration with i
 as constants (13-15x; bench/minilm_study.py prints the rates side by side). Tests hold both
 equal to `fma.fma` bit for bit on every normalization policy, rounding, subnormal mode and
 format pair, random and corner operands. It covers `fma` (both multiplicands in the input
-format), not `fma_wide"""
+format), not `fma_wide`.
+"""
 
 import hashlib
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -232,8 +234,18 @@ _kernels = {}
 
 def kernel_dir():
     """Where the generated per-configuration kernels and numba's cache of them live:
-    $SPECMX_KERNEL_CACHE, else ~/.cache/specmx/fma_kernels."""
-    return Path(os.environ.get("SPECMX_KERNEL_CACHE") or Path.home() / ".cache" / "specmx" / "fma_kernels")
+    $SPECMX_KERNEL_CACHE, else ~/.cache/specmx/fma_kernels, else (not writable) a folder in the
+    system's temporary directory."""
+    for path in (os.environ.get("SPECMX_KERNEL_CACHE"), Path.home() / ".cache" / "specmx" / "fma_kernels",
+                 Path(tempfile.gettempdir()) / "specmx_fma_kernels"):
+        if path:
+            try:
+                Path(path).mkdir(parents=True, exist_ok=True)
+                if os.access(path, os.W_OK):
+                    return Path(path)
+            except OSError:
+                pass
+    raise OSError("no writable folder for the compiled FMA kernels: set SPECMX_KERNEL_CACHE")
 
 
 def specialized_gemm(cfg: FMAConfig):
@@ -246,7 +258,6 @@ def specialized_gemm(cfg: FMAConfig):
         key = hashlib.sha256((source + Path(__file__).read_text()).encode()).hexdigest()[:20]
         path = kernel_dir() / f"fma_gemm_{key}.py"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(source)
             os.replace(tmp, path)                      # atomic: parallel workers never read half a file

@@ -135,9 +135,10 @@ class SelfTestSpec:
                     "shape": list(self.shape), "ops": self.shape[0] * self.shape[1]}
         if self.design == "ssm":
             c = self.config
+            heads = {} if c.family == "mamba1" else {"heads": c.heads, "groups": c.groups}
             return {"design": "ssm", "config": c.fma.name, "family": c.family, "d_inner": c.d_inner,
-                    "d_state": c.d_state, "heads": c.heads, "groups": c.groups, "lanes": c.lanes,
-                    "tokens": self.tokens, "ops": self.tokens * c.d_inner}
+                    "d_state": c.d_state, **heads, "lanes": c.lanes, "tokens": self.tokens,
+                    "ops": self.tokens * c.d_inner}
         return {"design": "fma", "config": self.config.name, "stages": self.stages, "ops": self.ops}
 
     def make(self, clock_hz, flip=0):
