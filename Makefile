@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(RUN) $(BIN)/python bench/gemm_throughput.py
 	$(RUN) $(BIN)/python bench/pe_fmax.py --jobs $(JOBS)
 	$(RUN) $(BIN)/python bench/ssm_synth.py
+	$(RUN) $(BIN)/python bench/placed_vs_synth.py
 	$(RUN) $(BIN)/python bench/function_error.py
 	$(RUN) $(BIN)/python bench/ssm_numerics.py
 	$(RUN) $(BIN)/python bench/engine_perf.py
