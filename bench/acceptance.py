@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-import numpy as np  # noqa: E402
 
 from specmx.models.corpus import bits_per_byte, heldout_windows  # noqa: E402,F401  (mamba_approx too)
 from specmx.models.mamba import load_pretrained  # noqa: E402

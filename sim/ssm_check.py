@@ -169,6 +169,7 @@ def check_conv(ssm: SSMConfig, tokens=24, simulator="verilator", seed=0, idle=0.
 def pack_beats(layout, records):
     """Input beats of an Amaranth struct layout from nested dicts/lists of ints (one per beat),
     as 64-bit limbs (low limb first): the host side of a structured stream payload."""
+    from specmx.hdl.compose import pack_struct
     return _limbs([pack_struct(layout, r) for r in records], layout.size)
 
 

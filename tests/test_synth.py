@@ -1,5 +1,3 @@
-import pytest
-
 from specmx.hdl.fma import FMA
 from specmx.hdl.fma_parts import FMAPart
 from specmx.hdl.systolic import PE_MODULE, WSArray

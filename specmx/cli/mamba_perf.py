@@ -6,7 +6,7 @@ from pathlib import Path
 
 from specmx.cli.common import UsageError, add_spec_option, design, write_json
 
-__all__ = ["register_perf", "query_from_args", "perf_row"]
+__all__ = ["register_perf", "query_from_args"]
 
 DEFAULT_MODEL = "mamba2-2.7b"
 
