@@ -49,11 +49,11 @@ def test_golden_signature_is_the_crc_of_golden_results():
     assert signature(cfg, 999)[0] != sig                      # one operation fewer: another signature
 
 
-@pytest.mark.parametrize("board", ["icebreaker", pytest.param("ulx3s-85f", marks=pytest.mark.regress)])
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
 def test_selftest_bitstream_builds_fits_and_meets_its_clock(tmp_path, board):
     """An fp8 (e4m3 x e4m3 + fp16) FMA self-test on the iCE40UP5K, a bf16 x bf16 + fp32 one on
     the ECP5-85F: a bitstream, utilization within the part, the oscillator's clock met, the
-    golden signature in the summary."""
+    golden signature in the summary. The iCE40 one is built twice: byte-identical (20 s more)."""
     s = _build(board, tmp_path / "a")
     cfg = default_fma(board)
     assert s["config"] == cfg.name and s["signature"] == f"{signature(cfg, 1000)[0]:08X}"
@@ -63,14 +63,10 @@ def test_selftest_bitstream_builds_fits_and_meets_its_clock(tmp_path, board):
     logic = s["utilization"]["ICESTORM_LC" if board == "icebreaker" else "TRELLIS_COMB"]
     assert 0 < logic["used"] < logic["available"]
     assert (tmp_path / "a" / "selftest.v").exists() and (tmp_path / "a" / "top.report.json").exists()
-
-
-@pytest.mark.regress
-def test_icebreaker_rebuild_is_byte_identical(tmp_path):
-    """The same iCE40 build twice gives the same bitstream (make regress: two builds, 40 s)."""
-    s, again = _build("icebreaker", tmp_path / "a"), _build("icebreaker", tmp_path / "b")
-    assert again["bitstream_sha256"] == s["bitstream_sha256"]
-    assert (tmp_path / "b" / "top.bin").read_bytes() == (tmp_path / "a" / "top.bin").read_bytes()
+    if board == "icebreaker":
+        again = _build(board, tmp_path / "b")
+        assert again["bitstream_sha256"] == s["bitstream_sha256"]
+        assert Path(again["bitstream"]).read_bytes() == bit.read_bytes()
 
 
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])

@@ -135,9 +135,9 @@ def cmd_check(args):
     from specmx.models.perf.engine import tree_parents
     from specmx.models.specdec import TreeShape, live_states
     from specmx.sim.engine_check import MICRO_ENGINE, check_engine
-    check_simulator(args.sim)
     if args.sim != "verilator":
         raise UsageError(f"sim: the engine co-simulation runs on verilator (Icarus would take hours); got {args.sim!r}")
+    check_simulator(args.sim)
     if args.model != "micro":
         raise UsageError(f"model: the co-simulation runs the random micro model of each family; allowed: micro, "
                          f"got {args.model!r}")
