@@ -1,15 +1,21 @@
-"""The Mamba engine's datapath: the streaming matrix engine for the linear layers and the conv
-and scan units in tree mode for the SSM, one component behind stream ports.
+"""The Mamba engine's datapath: the streaming matrix engine for the linear layers, the conv
+and scan units in tree mode for the SSM, the RMSNorm unit and the softplus unit, one component
+behind stream ports.
 
 The step's program (`models.perf.engine.step_ops`) says what runs where and in which order;
 the sequencer that walks it, the external memory (weights on their own channel, embeddings,
-starting and stored states) and the RMSNorm / softplus / residual steps are the host's in the
+starting and stored states) and the bias and residual adds are the host's in the
 co-simulation (`sim/tb_mamba_engine.py`), which drives these ports:
   mxu_cmd, mxu_a_in, mxu_b_in, mxu_r_out, mxu_busy   the matrix engine (`hdl.stream_gemm`):
       A = a tile of node activations, B = a weight matrix streamed from memory; its C0 input
       is tied to +0 here (a linear layer accumulates from +0, `HardwareOps.linear`)
   conv_i, conv_o, conv_s    the conv unit in tree mode (`hdl.conv`), `state_slots` slots
   scan_i, scan_o, scan_s    the scan unit in tree mode (`hdl.scan`), `state_slots` slots
+  norm_i, norm_o            the RMSNorm unit (`hdl.rmsnorm`) over d_model: each layer's norm and
+                            the final norm
+  gnorm_i, gnorm_o          Mamba-2 only: the RMSNorm unit over d_inner / groups, the gated norm
+                            (the cycle model's one norm unit: the sequencer runs one at a time)
+  fu_i, fu_o                the softplus unit (`hdl.function_unit`), `lanes` words per beat: dt
 """
 
 from dataclasses import replace
@@ -19,6 +25,8 @@ from amaranth.lib import wiring
 
 from specmx.hdl.compose import connect_prefixed, prefixed_members
 from specmx.hdl.conv import ConvUnit
+from specmx.hdl.function_unit import FunctionUnit
+from specmx.hdl.rmsnorm import RMSNormUnit
 from specmx.hdl.scan import ScanUnit
 from specmx.hdl.stream_gemm import stream_engine_for
 from specmx.models.config import EngineConfig
@@ -47,7 +55,10 @@ class MambaEngine(wiring.Component):
         conv, scan = unit_configs(engine, dims)
         self.mxu = stream_engine_for(engine_gemm(engine, dims), black_box_pes=black_box_pes)
         self.units = {"mxu": self.mxu, "conv": ConvUnit(conv, engine.state_slots),
-                      "scan": ScanUnit(scan, engine.state_slots)}
+                      "scan": ScanUnit(scan, engine.state_slots), "norm": RMSNormUnit(engine.fma, dims.d_model, dims.eps),
+                      "fu": FunctionUnit("softplus", engine.lanes)}
+        if dims.family == "mamba2":
+            self.units["gnorm"] = RMSNormUnit(engine.fma, dims.d_inner // dims.groups, dims.eps)
         super().__init__(prefixed_members(self.units, skip=("mxu_c_in",)))
 
     def elaborate(self, platform):

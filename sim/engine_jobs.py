@@ -1,18 +1,19 @@
 """What the host sends to and reads from the engine's units for one operation, in numpy: the
 beats of a conv or scan run in tree mode (an optional load token with the starting state, then
-one token per node reading slot `src` and writing `dst`) and of a linear layer on the matrix
-engine, and the decoding of their output words into values. Shared by the co-simulations
+one token per node reading slot `src` and writing `dst`), of a linear layer on the matrix
+engine, of an RMSNorm and of a softplus run, and the decoding of their output words into values. Shared by the co-simulations
 (`sim/tb_tree_ssm.py`, `sim/tb_mamba_engine.py`)."""
 
 import numpy as np
 
 from specmx.models.formats import decode, encode
 from specmx.models.gemm_streams import block_rows, result_beats, stream_beats, tiles
+from specmx.hdl.rmsnorm import rmsnorm_layout
 from specmx.hdl.scan import scan_records
 from specmx.sim.ssm_check import _conv_records, pack_beats
 from specmx.sim.streams import pack_lanes
 
-__all__ = ["bf16", "state_mismatches", "words_of", "conv_job", "scan_job", "linear_job"]
+__all__ = ["bf16", "state_mismatches", "words_of", "conv_job", "scan_job", "linear_job", "norm_job", "function_job"]
 
 F32_MASK = (1 << 32) - 1
 
@@ -118,3 +119,34 @@ def linear_job(gemm, ops, x, weight_t):
 
     return pack_lanes(a, width), pack_lanes(b, width), b.shape[1], count, decoded
 
+
+
+def norm_job(ops, x, weight):
+    """RMSNorm unit run of `ops.rmsnorm` (x [n, D]) or `ops.group_norm` (the unit's length D /
+    groups: each row goes in as `groups` vectors): one beat per element, x as its fp32 word and
+    the weight as its bf16 word. Returns (input beats, output beats, decode(o) -> [n, D] float32)."""
+    x = np.asarray(x, np.float32)
+    xs = encode(x.astype(np.float64), "fp32").reshape(-1)
+    ws = bf16(ops, np.broadcast_to(np.asarray(weight, np.float32), x.shape)).reshape(-1)
+    beats = pack_lanes(pack_beats(rmsnorm_layout(), ({"x": a, "w": b} for a, b in zip(xs, ws))), 64)
+
+    def decoded(outs):
+        return decode(np.array(outs, dtype=np.int64).reshape(x.shape), "fp32").astype(np.float32)
+
+    return beats, x.size, decoded
+
+
+def function_job(x, lanes):
+    """Function unit run over the words of x (any shape, in C order), `lanes` words per beat, the
+    last beat padded with +0. Returns (input beats, output beats, decode(o) -> x's shape, float32)."""
+    x = np.asarray(x, np.float32)
+    words = encode(x.astype(np.float64), "fp32").reshape(-1)
+    rows = -(-words.size // lanes)
+    padded = np.zeros(rows * lanes, dtype=np.int64)
+    padded[:words.size] = words
+
+    def decoded(outs):
+        got = words_of(outs, 32, lanes).reshape(-1)[:words.size]
+        return decode(got.reshape(x.shape), "fp32").astype(np.float32)
+
+    return pack_lanes(padded.reshape(rows, lanes), 32), rows, decoded

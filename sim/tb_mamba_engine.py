@@ -1,10 +1,11 @@
 """cocotb co-simulation of the Mamba engine (`hdl.mamba_engine`): speculative generation of a micro
 Mamba model with every linear layer on the RTL matrix engine (weights from the external memory
 model, `mem_latency` and `mem_words` of the spec), every conv and SSM step on the RTL conv and
-scan units in tree mode, and the norms, softplus, bias and residual adds on the host.
+scan units in tree mode, every RMSNorm (Mamba-2's gated norm too) on the RTL RMSNorm unit, every
+dt softplus on the RTL function unit, and the bias and residual adds on the host.
 
 The host is the engine's sequencer: it walks the step's program (`perf.engine.step_ops` with
-`host_side=True`: the same operations, the host's in zero cycles) unit by unit, in program order,
+`host_side=True`: the same operations, memory transfers and adds in zero cycles) unit by unit, in program order,
 starting an operation on the cycle after its unit and its inputs are done, exactly as the list
 scheduler does. So the matrix engine runs the linear layers of tile t+1 while the scan unit runs
 tile t, on the RTL. Every verification pass (and every recompute) is compared with the golden:
@@ -15,7 +16,8 @@ left out (stalls move operations) and the bits, tokens and stream protocol are c
 
 Parameters: $SPECMX_CASE (JSON: family, seed, draft, tree, backtrack, tokens, prompt, engine
 (EngineConfig fields), memory_budget, negative controls corrupt_weight / wrong_parent /
-corrupt_weight_word / model_error, or negative_controls: all three, one pass each).
+corrupt_weight_word / corrupt_norm_weight / model_error ("mxu+1", "norm+1"), or negative_controls:
+all five, one pass each).
 Writes $SPECMX_REPORT.
 """
 
@@ -36,23 +38,35 @@ from specmx.hdl.scan import scan_layout
 from specmx.models.mamba import MambaState
 from specmx.models.perf.engine import list_schedule, model_dims, step_graph, step_ops, unit_configs
 from specmx.models.specdec import _recompute, assign_slots, speculative_generate, verify_tree
-from specmx.sim.engine_jobs import conv_job, linear_job, scan_job, state_mismatches
+from specmx.sim.engine_jobs import conv_job, function_job, linear_job, norm_job, scan_job, state_mismatches
 from specmx.sim.streams import TB, memory_ready_cycle, write_report
 from specmx.sim.tree_ssm_check import build_models
 
-INPUTS = {"mxu": ("mxu_cmd", "mxu_a_in", "mxu_b_in"), "conv": ("conv_i",), "scan": ("scan_i",)}
-OUTPUTS = {"mxu": ("mxu_r_out",), "conv": ("conv_o", "conv_s"), "scan": ("scan_o", "scan_s")}
+INPUTS = {"mxu": ("mxu_cmd", "mxu_a_in", "mxu_b_in"), "conv": ("conv_i",), "scan": ("scan_i",), "norm": ("norm_i",),
+          "fu": ("fu_i",)}
+OUTPUTS = {"mxu": ("mxu_r_out",), "conv": ("conv_o", "conv_s"), "scan": ("scan_o", "scan_s"), "norm": ("norm_o",),
+           "fu": ("fu_o",)}
+
+
+def bus_units(mamba2):
+    """(input streams, output streams) per unit of the engine: Mamba-2's has the gated norm's
+    RMSNorm unit too."""
+    if not mamba2:
+        return INPUTS, OUTPUTS
+    return {**INPUTS, "gnorm": ("gnorm_i",)}, {**OUTPUTS, "gnorm": ("gnorm_o",)}
 
 
 class Job:
     """One operation on an RTL unit: words per input stream, expected words per output stream,
     and what to do with the outputs. `memory` = (stream, latency, words per cycle, words per
     beat): that stream's beats come from the memory model, requested with the job's first word
-    on `request` (the matrix engine's command)."""
+    on `request` (the matrix engine's command). `unit`: the engine unit it runs on when that is
+    not the program's unit of its operation (Mamba-2's gated norm runs on `gnorm`, the program's
+    second RMSNorm datapath)."""
 
-    def __init__(self, inputs, outputs, finish, memory=None, request=None):
+    def __init__(self, inputs, outputs, finish, memory=None, request=None, unit=None):
         self.inputs, self.outputs, self.finish = inputs, outputs, finish
-        self.memory, self.request = memory, request
+        self.memory, self.request, self.unit = memory, request, unit
         self.got = {name: [] for name in outputs}
         self.base = None                                  # the cycle the memory request was made
 
@@ -65,12 +79,13 @@ class EngineBus:
     hands output words to the unit's running job and checks the outputs' valid/ready protocol
     (a refused word stays offered, unchanged) and that no unit sends a word nobody asked for."""
 
-    def __init__(self, tb, idle, backpressure):
+    def __init__(self, tb, idle, backpressure, units=(INPUTS, OUTPUTS)):
         self.tb, self.idle, self.backpressure = tb, idle, backpressure
-        self.streams = {name: tb.stream(name) for unit in INPUTS for name in INPUTS[unit] + OUTPUTS[unit]}
-        self.queues = {name: deque() for unit in INPUTS for name in INPUTS[unit]}
+        self.inputs, self.outputs = units
+        self.streams = {name: tb.stream(name) for unit in self.inputs for name in self.inputs[unit] + self.outputs[unit]}
+        self.queues = {name: deque() for unit in self.inputs for name in self.inputs[unit]}
         self.offering = dict.fromkeys(self.queues, False)
-        self.jobs = dict.fromkeys(INPUTS)                # the running job of each unit
+        self.jobs = dict.fromkeys(self.inputs)           # the running job of each unit
         self.on_cycle = None
         self.done = {}                                   # unit -> (job, last transfer cycle) this cycle
         self.errors = []
@@ -94,8 +109,8 @@ class EngineBus:
 
     async def run(self):
         rng, clk = self.tb.rng, self.tb.dut.clk
-        owner = {name: unit for unit in INPUTS for name in INPUTS[unit] + OUTPUTS[unit]}
-        outputs = [name for unit in OUTPUTS for name in OUTPUTS[unit]]
+        owner = {name: unit for unit in self.inputs for name in self.inputs[unit] + self.outputs[unit]}
+        outputs = [name for unit in self.outputs for name in self.outputs[unit]]
         ready = dict.fromkeys(outputs, True)
         pending = dict.fromkeys(outputs)                  # a word offered and refused last cycle
         valid_now = dict.fromkeys(self.queues, False)     # what each input's valid is driven to
@@ -125,7 +140,7 @@ class EngineBus:
                     job = self.jobs[owner[name]]
                     if job is not None and job.request == name and job.base is None:
                         job.base = cycle
-            for unit, names in OUTPUTS.items():
+            for unit, names in self.outputs.items():
                 job = self.jobs[unit]
                 for name in names:
                     s = self.streams[name]
@@ -145,7 +160,7 @@ class EngineBus:
                     else:
                         job.got[name].append(word)
                 if job is not None and all(len(job.got[n]) == c for n, c in job.outputs.items()) and \
-                        not any(self.queues[n] for n in INPUTS[unit]):
+                        not any(self.queues[n] for n in self.inputs[unit]):
                     self.jobs[unit] = None
                     self.done[unit] = (job, cycle)
 
@@ -164,6 +179,7 @@ class Sequencer:
             self.queues.setdefault(op.unit, deque()).append(op)
         self.deps = {op.name: op.deps for op in ops}
         self.end, self.span, self.running = {}, {}, {}
+        self.program_unit = {}                            # engine unit -> the program unit it runs for
         self.t0 = None
         self.finished = Event()
         self.total = len(ops)
@@ -172,8 +188,8 @@ class Sequencer:
         if self.t0 is None:
             self.t0 = cycle - 1
         now = cycle - 1 - self.t0
-        for unit, (job, last) in list(self.bus.done.items()):
-            op = self.running.pop(unit)
+        for bus_unit, (job, last) in list(self.bus.done.items()):
+            op = self.running.pop(self.program_unit.pop(bus_unit))
             job.finish(job.got)
             self.end[op.name] = last - self.t0
             self.span[op.name] = (self.span[op.name][0], last - self.t0)
@@ -195,7 +211,8 @@ class Sequencer:
                     progress = True
                 else:
                     self.running[unit] = op
-                    self.bus.start(unit, job)
+                    self.program_unit[job.unit or unit] = unit
+                    self.bus.start(job.unit or unit, job)
         if len(self.end) == self.total:
             self.finished.set()
 
@@ -238,23 +255,6 @@ class EnginePass:
 
     op_load_ssm = op_load_conv
 
-    def op_norm(self, l, t):
-        L = self.model.layers[l]
-        self.v["h", l, t] = self.ops.rmsnorm(self.x[self.idx[t]], L["norm"], self.model.cfg.layer_norm_epsilon)
-
-    def op_softplus(self, l, t):
-        L, v = self.model.layers[l], self.v
-        v["dt", l, t] = self.ops.softplus(v["dt_raw", l, t] + L["dt_bias"])
-        if not self.eng.mamba2:                           # the scan's inputs from x_proj and dt_proj
-            r_, N = self.model.cfg.dt_rank, self.model.cfg.state_size
-            proj = v["proj", l, t]
-            v["u", l, t], v["B", l, t], v["C", l, t] = v["act", l, t], proj[:, r_:r_ + N], proj[:, r_ + N:]
-            v["inputs", l, t] = (v["dt", l, t], v["B", l, t], v["C", l, t])
-
-    def op_gated_norm(self, l, t):
-        cfg, L = self.model.cfg, self.model.layers[l]
-        self.v["g", l, t] = self.ops.group_norm(self.v["y", l, t], L["gate_norm"], cfg.n_groups,
-                                                cfg.layer_norm_epsilon)
 
     def op_store(self, l, t):
         for k, i in enumerate(range(len(self.tokens))[self.idx[t]]):
@@ -266,13 +266,42 @@ class EnginePass:
             self.caches[i].append((self.v["pre", l, t][k].copy(), self.v["act", l, t][k].copy(),
                                    tuple(r[k].copy() for r in self.v["inputs", l, t])))
 
-    def op_norm_f(self, t):
-        cfg = self.model.cfg
-        key = "backbone.norm_f.weight"
-        self.v["hf", t] = self.ops.rmsnorm(self.x[self.idx[t]], self.model.w[key], cfg.layer_norm_epsilon)
-
     def op_logits(self, t):
         pass
+
+    # --- RMSNorm and softplus units ---------------------------------------------------------
+    def _norm(self, key, x, weight, unit="norm"):
+        beats, n, decoded = norm_job(self.ops, x, weight)
+        if self.eng.case.get("corrupt_norm_weight") and self.eng.corrupt_pending:
+            beats[0] ^= 1 << (32 + 3)                       # one bit of the first norm weight word
+            self.eng.corrupt_pending = False
+
+        def finish(got):
+            self.v[key] = decoded(got[unit + "_o"])
+        return Job({unit + "_i": beats}, {unit + "_o": n}, finish, unit=unit)
+
+    def op_norm(self, l, t):
+        return self._norm(("h", l, t), self.x[self.idx[t]], self.model.layers[l]["norm"])
+
+    def op_norm_f(self, t):
+        return self._norm(("hf", t), self.x[self.idx[t]], self.model.w["backbone.norm_f.weight"])
+
+    def op_gated_norm(self, l, t):
+        """Mamba-2's norm after the gate: each node's d_inner words as `n_groups` vectors."""
+        return self._norm(("g", l, t), self.v["y", l, t], self.model.layers[l]["gate_norm"], unit="gnorm")
+
+    def op_softplus(self, l, t):
+        L, v = self.model.layers[l], self.v
+        beats, n, decoded = function_job(v["dt_raw", l, t] + L["dt_bias"], self.eng.engine.lanes)
+
+        def finish(got):
+            v["dt", l, t] = decoded(got["fu_o"])
+            if not self.eng.mamba2:                       # the scan's inputs from x_proj and dt_proj
+                r_, N = self.model.cfg.dt_rank, self.model.cfg.state_size
+                proj = v["proj", l, t]
+                v["u", l, t], v["B", l, t], v["C", l, t] = v["act", l, t], proj[:, r_:r_ + N], proj[:, r_ + N:]
+                v["inputs", l, t] = (v["dt", l, t], v["B", l, t], v["C", l, t])
+        return Job({"fu_i": beats}, {"fu_o": n}, finish)
 
     # --- matrix engine ------------------------------------------------------------------------
     def _linear(self, x, weight_t, done):
@@ -419,7 +448,7 @@ class RTLEngine:
         self.conv_cfg, self.scan_cfg = unit_configs(self.engine, self.dims)
         self.conv_layout = conv_layout(self.conv_cfg, self.engine.state_slots)
         self.scan_layout = scan_layout(self.scan_cfg, self.engine.state_slots)
-        self.bus = EngineBus(tb, case["idle"], case["backpressure"])
+        self.bus = EngineBus(tb, case["idle"], case["backpressure"], bus_units(self.mamba2))
         self.timed = not case["idle"] and not case["backpressure"]
         self.corrupt_pending = True
         self.passes, self.timing_errors = [], []
@@ -431,8 +460,9 @@ class RTLEngine:
         self.bus.on_cycle = seq.on_cycle
         await seq.finished.wait()
         self.bus.on_cycle = None
-        if self.case.get("model_error") == "mxu+1":          # negative control: a cycle model one off
-            ops = [replace(op, cycles=op.cycles + 1) if op.unit == "mxu" else op for op in ops]
+        if self.case.get("model_error"):                  # negative control: a cycle model one off ("unit+1")
+            off = self.case["model_error"].removesuffix("+1")
+            ops = [replace(op, cycles=op.cycles + 1) if op.unit == off else op for op in ops]
         sched = list_schedule(step_graph(ops))
         model = sched["span"]
         bad = [(name, seq.span[name], model[name]) for name in seq.span if seq.span[name] != tuple(model[name])]
@@ -494,20 +524,23 @@ def greedy_decode(model, prompt, n_tokens, tile, verify):
 
 async def negative_controls(rtl, case, target):
     """One (3, 2, 1) verification pass per control, in one simulation: a cycle model one cycle
-    off per linear layer, one flipped bit in one weight word in memory, the last node reading a
-    wrong slot. Each pass is checked as any other; the report gives what each one caught."""
+    off per linear layer, and one off per norm; one flipped bit in one weight word in memory,
+    and in the first norm weight word; the last node reading a wrong slot. Each pass is checked
+    as any other; the report gives what each one caught."""
     from specmx.models.perf.engine import tree_parents
     parent = tree_parents((3, 2, 1))
     tokens = [int(t) for t in np.random.default_rng(case["seed"]).integers(0, target.cfg.vocab_size, len(parent))]
     prompt = target.check_tokens(np.asarray(case["prompt"]))
     state = target.forward(prompt[:-1], target.initial_state(), return_state=True)[1]
     controls = {}
-    for name, value in (("model_error", "mxu+1"), ("corrupt_weight_word", True), ("wrong_parent", True)):
+    for label, name, value in (("model_error", "model_error", "mxu+1"), ("norm_model_error", "model_error", "norm+1"),
+                               ("corrupt_weight_word", "corrupt_weight_word", True),
+                               ("corrupt_norm_weight", "corrupt_norm_weight", True), ("wrong_parent", "wrong_parent", True)):
         rtl.case = dict(case, **{name: value})
         rtl.corrupt_pending = True
         await rtl.verify(state, tokens, parent, rtl.engine.tile, False, True)
         p = rtl.passes[-1]
-        controls[name] = {k: p[k] for k in ("logit_mismatches", "state_mismatches", "timing_mismatches")}
+        controls[label] = {k: p[k] for k in ("logit_mismatches", "state_mismatches", "timing_mismatches")}
     write_report({"controls": controls, "protocol_errors": rtl.bus.errors[:10]})
 
 

@@ -55,12 +55,15 @@ def test_mamba1_tree_on_rtl_engine_bit_and_cycle_exact(tmp_path):
 
 
 def test_negative_controls_are_caught():
-    """One pass each (one simulation): a model one cycle off per linear layer fails timing only;
-    a flipped weight bit in memory and a wrong parent slot fail the logits."""
+    """One pass each (one simulation): a model one cycle off per linear layer, or per norm, fails
+    timing only; a flipped weight bit in memory, a flipped bit in a norm weight word on its way
+    to the RMSNorm unit and a wrong parent slot fail the logits."""
     report = check_engine("mamba1", negative_controls=True)
     c = report["controls"]
-    assert c["model_error"]["timing_mismatches"] > 0 and c["model_error"]["logit_mismatches"] == 0, c
-    assert c["corrupt_weight_word"]["logit_mismatches"] > 0 and c["corrupt_weight_word"]["timing_mismatches"] == 0, c
+    for timing in ("model_error", "norm_model_error"):
+        assert c[timing]["timing_mismatches"] > 0 and c[timing]["logit_mismatches"] == 0, c
+    for corrupt in ("corrupt_weight_word", "corrupt_norm_weight"):
+        assert c[corrupt]["logit_mismatches"] > 0 and c[corrupt]["timing_mismatches"] == 0, c
     assert c["wrong_parent"]["logit_mismatches"] > 0, c
     assert not report["protocol_errors"]
 

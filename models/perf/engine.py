@@ -58,6 +58,7 @@ class ModelDims:
     heads: int = 1
     groups: int = 1
     dt_rank: int = 1
+    eps: float = 1e-5               # the RMSNorms' epsilon (a constant of the engine's norm units)
 
     @property
     def conv_dim(self):
@@ -89,9 +90,9 @@ def model_dims(cfg):
     """`ModelDims` of a `MambaConfig` or `Mamba2Config`."""
     if hasattr(cfg, "head_dim"):
         return ModelDims("mamba2", cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.num_hidden_layers,
-                         cfg.vocab_size, cfg.conv_kernel, cfg.num_heads, cfg.n_groups)
+                         cfg.vocab_size, cfg.conv_kernel, cfg.num_heads, cfg.n_groups, eps=cfg.layer_norm_epsilon)
     return ModelDims("mamba1", cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.num_hidden_layers,
-                     cfg.vocab_size, cfg.conv_kernel, dt_rank=cfg.dt_rank)
+                     cfg.vocab_size, cfg.conv_kernel, dt_rank=cfg.dt_rank, eps=cfg.layer_norm_epsilon)
 
 
 @lru_cache(maxsize=1024)
@@ -139,7 +140,7 @@ def _packed(n, bits):
     return ceil(n * bits / 32)
 
 
-HOST_SIDE_UNITS = ("norm", "fu", "rd", "wr", "host")
+HOST_SIDE_UNITS = ("rd", "wr", "host")
 
 
 @dataclass
@@ -215,9 +216,9 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
     parents first), in program order. `backtrack` store | recompute | hybrid; `path` the
     number of nodes on the accepted path (root included: accepted draft tokens + 1), needed by
     recompute, which re-runs them on the conv and scan units after the host has accepted.
-    `host_side`: the co-simulation's split (`sim/tb_mamba_engine.py`): norms, softplus, memory
-    transfers and the result-stream adds on the host, in zero cycles; the matrix engine, conv
-    and scan as the RTL runs them. `mem_rate`, `weight_bits`: as `linear_cycles` takes them (the
+    `host_side`: the co-simulation's split (`sim/tb_mamba_engine.py`): memory transfers and the
+    result-stream adds (biases, residual) on the host, in zero cycles; the matrix engine, conv,
+    scan, norm and softplus units as the RTL runs them. `mem_rate`, `weight_bits`: as `linear_cycles` takes them (the
     system model's board memory and weight format). `sequences`: the tree holds that many
     independent sequences (a batch), each with its own starting state to load per layer.
     `lm_head=False` leaves out the final norm, the LM head and the logits (a host that runs them,
