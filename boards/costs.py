@@ -4,8 +4,9 @@ Costs are per unit of the engine, per FPGA family:
   pe        one multiply-accumulate of the matrix engine, by weight format (bf16: the RTL PE,
             bf16 x bf16 + fp32, 3 stages; fp8: fp8 weights widened to bf16 in LUTs ahead of
             the same PE; int8 / int4: integer MACs, modeled from this table, not built in RTL)
-  ssm_lane  one lane of the SSM units (conv, selective scan with its exp/softplus units, gate)
-  ssm_base  the lane-independent rest (RMSNorm unit, function-unit tables, control)
+  ssm_lane  one lane of the SSM units (conv, selective scan with its exp unit, gate, and a lane
+            of the dt softplus unit)
+  ssm_base  the lane-independent rest (the RMSNorm unit, the state and tile buffers' control)
 Each entry says where it comes from: `measured` entries are fitted to specmx's own ECP5
 synthesis of the micro engine (`specmx engine synth`, README engine area table: 4x4 -> 5x5 ->
 6x6 with one lane, 4x4 with two lanes); the rest are a documented table, with the source or the
@@ -33,10 +34,10 @@ class Cost:
     source: str
 
 
-_ECP5_PE = Cost(1440, 400, 1, "measured: ECP5 synth, 5x5 - 4x4 and 6x6 - 5x5 engines per added PE (1,444 and 1,437 "
+_ECP5_PE = Cost(1440, 400, 1, "measured: ECP5 synth, 5x5 - 4x4 and 6x6 - 5x5 engines per added PE (1,444 and 1,438 "
                               "LUT sites, 11 DSP per 9-11 PEs, 399 FF)")
-_ECP5_LANE = Cost(23225, 2156, 52, "measured: ECP5 synth, 4x4 engine with 2 lanes - with 1 lane")
-_ECP5_BASE = Cost(12149, 1620, 32, "measured: ECP5 synth, 4x4 one-lane engine - 16 PEs - one lane")
+_ECP5_LANE = Cost(27866, 2694, 76, "measured: ECP5 synth, 4x4 engine with 2 lanes - with 1 lane")
+_ECP5_BASE = Cost(21890, 2074, 41, "measured: ECP5 synth, 4x4 one-lane engine - 16 PEs - one lane")
 
 COSTS = {
     "ecp5": {
@@ -51,27 +52,27 @@ COSTS = {
                "fp8": Cost(1460, 400, 1, "I: as bf16 plus the widener"),
                "int8": Cost(60, 40, 0.5, "I: SB_MAC16 holds two 8x8 multipliers"),
                "int4": Cost(40, 24, 0, "I: as on ECP5, in LUTs")},
-        "ssm_lane": Cost(23225, 2156, 52, "I: the ECP5 lane; a 24x24 product takes four 16x16 SB_MAC16 as four "
+        "ssm_lane": Cost(27866, 2694, 76, "I: the ECP5 lane; a 24x24 product takes four 16x16 SB_MAC16 as four "
                                           "MULT18X18D"),
-        "ssm_base": Cost(12149, 1620, 32, "I: the ECP5 base")},
+        "ssm_base": Cost(21890, 2074, 41, "I: the ECP5 base")},
     "versal": {
         "pe": {"bf16": Cost(80, 120, 1, "C: DSP58 has an FP32 multiply-add mode (UG1273); U: about 80 LUT of glue"),
                "fp8": Cost(100, 120, 1, "I: as bf16 plus the widener"),
                "int8": Cost(10, 20, 1 / 3, "C: DSP58 INT8 mode, a 3-element dot product per DSP (UG1273)"),
                "int4": Cost(25, 24, 0, "U: a 4x4 MAC in LUT6 (LightMamba's 64 W4A4 MACs sit beside only "
                                        "228 DSPs, BOARDS.md 5a)")},
-        "ssm_lane": Cost(14000, 1800, 13, "I: the ECP5 lane with each 24x24 product (4 MULT18X18D) in one "
+        "ssm_lane": Cost(16700, 2250, 19, "I: the ECP5 lane with each 24x24 product (4 MULT18X18D) in one "
                                           "DSP58 and LUT6 = 0.6 LUT4"),
-        "ssm_base": Cost(7300, 1620, 8, "I: the ECP5 base, mapped likewise")},
+        "ssm_base": Cost(13100, 2074, 10, "I: the ECP5 base, mapped likewise")},
     "ultrascale+": {
         "pe": {"bf16": Cost(400, 450, 1, "U: the 8x8 product in one DSP48E2, an fp32 adder in LUT6 "
                                          "(Xilinx floating-point IP, recalled)"),
                "fp8": Cost(420, 450, 1, "I: as bf16 plus the widener"),
                "int8": Cost(10, 20, 0.5, "U: two int8 products per DSP48E2 by operand packing (WP487, recalled)"),
                "int4": Cost(25, 24, 0, "U: a 4x4 MAC in LUT6")},
-        "ssm_lane": Cost(14000, 1800, 26, "I: the ECP5 lane with each 24x24 product in two DSP48E2 and "
+        "ssm_lane": Cost(16700, 2250, 38, "I: the ECP5 lane with each 24x24 product in two DSP48E2 and "
                                           "LUT6 = 0.6 LUT4"),
-        "ssm_base": Cost(7300, 1620, 16, "I: the ECP5 base, mapped likewise")},
+        "ssm_base": Cost(13100, 2074, 21, "I: the ECP5 base, mapped likewise")},
 }
 
 
