@@ -119,7 +119,7 @@ def test_ecp5_estimate_against_specmx_synthesis():
 def test_fit_check_names_the_resource_and_largest_fit_fits():
     engine, dims = _micro()
     board = load_board("ulx3s-85f")
-    check_fit(board, engine, dims)                                 # the co-simulated 4x4 fits (70% of LUTs)
+    check_fit(board, engine, dims)                                 # the co-simulated 4x4 fits (87% of LUTs)
     with pytest.raises(BoardError, match=r"engine: does not fit ulx3s-85f: lut needs .* of 83,640"):
         check_fit(board, replace(engine, rows=6, cols=6), dims)
     best = largest_fit(board, engine, dims)
