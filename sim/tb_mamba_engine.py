@@ -411,13 +411,22 @@ class EnginePass:
             self.new.conv[l] = windows[-1]
         return Job({"conv_i": beats}, {"conv_o": n_o, "conv_s": n_s}, finish)
 
+    def op_resoftplus(self, l):
+        """Mamba-2: the path's cached dt (before its softplus) through the softplus unit again."""
+        dt_raw = np.stack([c[l][2][0] for c in self.path])
+        beats, n, decoded = function_job(dt_raw + self.model.layers[l]["dt_bias"], self.eng.engine.lanes)
+
+        def finish(got):
+            self.v["dt", l] = decoded(got["fu_o"])
+        return Job({"fu_i": beats}, {"fu_o": n}, finish)
+
     def op_rescan(self, l):
         eng, L, cfg = self.eng, self.model.layers[l], self.model.cfg
         k, act = len(self.path), self.v["act", l]
         inputs = tuple(np.stack([c[l][2][j] for c in self.path]) for j in range(len(self.path[0][l][2])))
         if eng.mamba2:
             di, GN = cfg.intermediate_size, cfg.n_groups * cfg.state_size
-            u, dt = act[:, :di], self.ops.softplus(inputs[0] + L["dt_bias"])
+            u, dt = act[:, :di], self.v["dt", l]
             B = act[:, di:di + GN].reshape(-1, cfg.n_groups, cfg.state_size)
             C = act[:, di + GN:].reshape(-1, cfg.n_groups, cfg.state_size)
         else:

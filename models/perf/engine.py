@@ -313,8 +313,12 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
         for l in range(L):
             p.mem(f"reload[{l}]", "rd", dims.state_words + path * dims.cache_words, ["accept"])
             p.add(f"reconv[{l}]", "conv", (path + 1) * conv_beats + conv_latency(conv), [f"reload[{l}]"])
+            dt = None                                           # Mamba-2 caches dt before its softplus
+            if dims.family == "mamba2":
+                dt = p.add(f"resoftplus[{l}]", "fu",
+                           function_unit_cycles("softplus", path * dt_words, lanes=engine.lanes).busy, [f"reload[{l}]"])
             p.add(f"rescan[{l}]", "scan", (path + 1) * scan_beats + scan_latency(ssm),
-                  [f"reload[{l}]", f"reconv[{l}]"])
+                  [f"reload[{l}]", f"reconv[{l}]", dt])
             p.mem(f"restore[{l}]", "wr", dims.state_words, [f"rescan[{l}]"])
     return p.ops, {"strategy": strategy, "live_states": live, "tiles": nt, "nodes": n, "path": path}
 
