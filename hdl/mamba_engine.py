@@ -55,7 +55,8 @@ class MambaEngine(wiring.Component):
         conv, scan = unit_configs(engine, dims)
         self.mxu = stream_engine_for(engine_gemm(engine, dims), black_box_pes=black_box_pes)
         self.units = {"mxu": self.mxu, "conv": ConvUnit(conv, engine.state_slots),
-                      "scan": ScanUnit(scan, engine.state_slots), "norm": RMSNormUnit(engine.fma, dims.d_model, dims.eps),
+                      "scan": ScanUnit(scan, engine.state_slots),
+                      "norm": RMSNormUnit(engine.fma, dims.d_model, dims.eps),
                       "fu": FunctionUnit("softplus", engine.lanes)}
         if dims.family == "mamba2":
             self.units["gnorm"] = RMSNormUnit(engine.fma, dims.d_inner // dims.groups, dims.eps)

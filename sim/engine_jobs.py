@@ -1,8 +1,8 @@
 """What the host sends to and reads from the engine's units for one operation, in numpy: the
 beats of a conv or scan run in tree mode (an optional load token with the starting state, then
 one token per node reading slot `src` and writing `dst`), of a linear layer on the matrix
-engine, of an RMSNorm and of a softplus run, and the decoding of their output words into values. Shared by the co-simulations
-(`sim/tb_tree_ssm.py`, `sim/tb_mamba_engine.py`)."""
+engine, of an RMSNorm and of a softplus run, and the decoding of their output words into
+values. Shared by the co-simulations (`sim/tb_tree_ssm.py`, `sim/tb_mamba_engine.py`)."""
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def linear_job(gemm, ops, x, weight_t):
     (x as operands), the B beats (the weights, served by the memory model), the number of result
     beats and decode(results) -> [M, N] float32 (C0 is +0 on chip)."""
     a_words, w_words = bf16(ops, x), bf16(ops, weight_t)
-    (M, K), N = a_words.shape, w_words.shape[1]
+    M, N = a_words.shape[0], w_words.shape[1]
     a, b, _ = stream_beats(gemm, a_words, w_words, np.zeros((M, N), dtype=np.int64))
     width = gemm.fma.in_f.width
     count = len(result_beats(gemm, np.zeros((M, N)))[0])
@@ -118,7 +118,6 @@ def linear_job(gemm, ops, x, weight_t):
         return decode(out[:, :N], "fp32").astype(np.float32)
 
     return pack_lanes(a, width), pack_lanes(b, width), b.shape[1], count, decoded
-
 
 
 def norm_job(ops, x, weight):

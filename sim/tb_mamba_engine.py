@@ -542,9 +542,10 @@ async def negative_controls(rtl, case, target):
     prompt = target.check_tokens(np.asarray(case["prompt"]))
     state = target.forward(prompt[:-1], target.initial_state(), return_state=True)[1]
     controls = {}
-    for label, name, value in (("model_error", "model_error", "mxu+1"), ("norm_model_error", "model_error", "norm+1"),
-                               ("corrupt_weight_word", "corrupt_weight_word", True),
-                               ("corrupt_norm_weight", "corrupt_norm_weight", True), ("wrong_parent", "wrong_parent", True)):
+    controls_run = (("model_error", "model_error", "mxu+1"), ("norm_model_error", "model_error", "norm+1"),
+                    ("corrupt_weight_word", "corrupt_weight_word", True),
+                    ("corrupt_norm_weight", "corrupt_norm_weight", True), ("wrong_parent", "wrong_parent", True))
+    for label, name, value in controls_run:
         rtl.case = dict(case, **{name: value})
         rtl.corrupt_pending = True
         await rtl.verify(state, tokens, parent, rtl.engine.tile, False, True)
