@@ -214,13 +214,13 @@ def test_gemm_selftest_simulates_and_builds_on_ecp5(tmp_path):
 
 @pytest.mark.regress
 def test_largest_gemm_selftest_simulates_to_its_signature():
-    """The largest array built for the ECP5-85F boards (examples/ecp5_largest_gemm.yaml: 6x6,
-    one 12x12x8 product; its bitstream is `make bench`'s, 24 minutes of nextpnr): the simulated
+    """The largest array built for the ECP5-85F boards (examples/ecp5_largest_gemm.yaml: 6x7,
+    one 12x12x8 product; its bitstream is `make bench`'s, 52 minutes of nextpnr): the simulated
     self-test reaches the golden signature, and a flipped result bit reports FAIL."""
     from specmx.bitstream import SelfTestSpec
     from specmx.spec import load_spec
     engine = load_spec(Path(__file__).parents[1] / "examples" / "ecp5_largest_gemm.yaml").gemm
-    assert (engine.rows, engine.cols) == (6, 6)
+    assert (engine.rows, engine.cols) == (6, 7)
     spec = SelfTestSpec("gemm", engine, shape=(12, 12, 8))
     good = check_selftest(spec.make(25e6))
     assert good["ok"] and good["lines"][0].startswith("SPECMX SIG=8FCE9CDF ")
