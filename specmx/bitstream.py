@@ -206,8 +206,7 @@ def build_bitstream(board, spec, clock_mhz=None, out="out/bitstream", seed=1):
         log = _tool_log(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         reason = _first_error(log) or str(exc).strip().splitlines()[-1]
-        code = 2 if any(k in reason for k in ("more", "Unable to place", "not enough", "exceeds")) else 1
-        raise BuildError(f"bitstream: {board} {spec.label}: {reason}", code) from None
+        raise BuildError(f"bitstream: {board} {spec.label}: {reason}", _exit_code(reason)) from None
     seconds = time.perf_counter() - t0
     build = tmp / "build"
     rep = json.loads((build / report).read_text())
@@ -271,6 +270,15 @@ def _tool_log(folder):
         if p.exists():
             text += p.read_text(errors="replace")
     return text
+
+
+# What nextpnr and the packers say when a design does not fit the part (an impossible request)
+DOES_NOT_FIT = ("more", "Unable to place", "legal placement", "utilisation limit", "not enough", "exceeds")
+
+
+def _exit_code(reason):
+    """2 for a design that does not fit the part, 1 for any other tool failure."""
+    return 2 if any(k in reason for k in DOES_NOT_FIT) else 1
 
 
 def _first_error(log):

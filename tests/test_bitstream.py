@@ -89,6 +89,14 @@ def test_built_selftest_verilog_reaches_the_golden_signature(tmp_path, board):
     assert bad["runs"][0]["done"] and not bad["runs"][0]["passed"] and bad["lines"][0].endswith("FAIL\r\n")
 
 
+def test_a_design_that_does_not_fit_exits_2():
+    """nextpnr-ecp5's words for the 7x7 array on the 85F (115% of TRELLIS_COMB) mean exit 2 (an
+    impossible request); a failure that is not about size means 1."""
+    from specmx.bitstream import _exit_code
+    assert _exit_code("Unable to find legal placement for all cells, design is probably at utilisation limit.") == 2
+    assert _exit_code("Max frequency for clock 'clk': 20 MHz (FAIL at 25 MHz)") == 1
+
+
 def test_vivado_export_is_structurally_complete(tmp_path):
     from specmx.sim.runner import to_verilog
     proc = _cli("bitstream", "export", "--vendor", "vivado", "--board", "vck190", "--clock", "200", "--out",
