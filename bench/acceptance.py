@@ -15,7 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from specmx.models.corpus import bits_per_byte, heldout_windows  # noqa: E402,F401  (mamba_approx too)
+from specmx.models.corpus import bits_per_byte, heldout_windows  # noqa: E402
 from specmx.models.mamba import load_pretrained  # noqa: E402
 from specmx.models.specdec import speculative_generate  # noqa: E402
 

@@ -13,9 +13,8 @@ import json
 import time
 from pathlib import Path
 
-from acceptance import bits_per_byte, heldout_windows
-
 from specmx.models.config import FMAConfig
+from specmx.models.corpus import bits_per_byte, heldout_windows
 from specmx.models.mamba import load_pretrained
 from specmx.models.mamba_ops import FLOAT_OPS, EngineLinearOps
 

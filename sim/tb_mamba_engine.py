@@ -255,7 +255,6 @@ class EnginePass:
 
     op_load_ssm = op_load_conv
 
-
     def op_store(self, l, t):
         for k, i in enumerate(range(len(self.tokens))[self.idx[t]]):
             self.states[i].conv.append(self.v["win", l, t][k])
