@@ -25,8 +25,10 @@ def prefixed_members(units, skip=()):
     return members
 
 
-def connect_prefixed(m, outer, units, skip=()):
-    """Add `units` as submodules of `m` and wire each exposed port of `outer` to its unit's."""
+def connect_prefixed(m, outer, units, skip=(), gates=None):
+    """Add `units` as submodules of `m` and wire each exposed port of `outer` to its unit's.
+    `gates` ({prefix_name: signal}): those input streams pass words only while the signal is 1."""
+    gates = gates or {}
     for prefix, unit in units.items():
         setattr(m.submodules, prefix, unit)
         for name, member in unit.signature.members.items():
@@ -35,6 +37,10 @@ def connect_prefixed(m, outer, units, skip=()):
             port, inner = getattr(outer, f"{prefix}_{name}"), getattr(unit, name)
             if member.is_port:
                 m.d.comb += (inner.eq(port) if member.flow == wiring.In else port.eq(inner))
+            elif f"{prefix}_{name}" in gates:
+                on = gates[f"{prefix}_{name}"]
+                m.d.comb += [inner.valid.eq(port.valid & on), port.ready.eq(inner.ready & on),
+                             inner.payload.eq(port.payload)]
             elif member.flow == wiring.In:
                 wiring.connect(m, wiring.flipped(port), inner)
             else:

@@ -1,11 +1,17 @@
-"""The Mamba engine's datapath: the streaming matrix engine for the linear layers, the conv
-and scan units in tree mode for the SSM, the RMSNorm unit and the softplus unit, one component
-behind stream ports.
+"""The Mamba engine: the streaming matrix engine for the linear layers, the conv and scan units
+in tree mode for the SSM, the RMSNorm unit and the softplus unit, and the sequencer that runs a
+verification step's program on them (`hdl.sequencer`), one component behind stream ports.
 
-The step's program (`models.perf.engine.step_ops`) says what runs where and in which order;
-the sequencer that walks it, the external memory (weights on their own channel, embeddings,
-starting and stored states) and the bias and residual adds are the host's in the
-co-simulation (`sim/tb_mamba_engine.py`), which drives these ports:
+The host writes the step's program (`models.perf.engine_program.compile_program` of
+`models.perf.engine.step_ops`) into the sequencer over `seq_cmd`, one instruction a cycle, and
+starts it; the sequencer then starts each operation on its unit (a beat on `seq_issue_<unit>`)
+the cycle after the unit's previous operation and the operations it depends on have ended,
+counts the unit's output words to see it end, and lets a unit's input streams pass words only
+while one of its operations runs. The data mover that feeds the operations (the external memory:
+weights on their own channel, embeddings, starting and stored states; the on-chip activation
+buffers; the bias and residual adds) is the host's in the co-simulation
+(`sim/tb_mamba_engine.py`), which drives these ports:
+  seq_cmd, seq_issue_<queue>, seq_ended, seq_running, seq_finished, seq_error   the sequencer
   mxu_cmd, mxu_a_in, mxu_b_in, mxu_r_out, mxu_busy   the matrix engine (`hdl.stream_gemm`):
       A = a tile of node activations, B = a weight matrix streamed from memory; its C0 input
       is tied to +0 here (a linear layer accumulates from +0, `HardwareOps.linear`)
@@ -14,7 +20,7 @@ co-simulation (`sim/tb_mamba_engine.py`), which drives these ports:
   norm_i, norm_o            the RMSNorm unit (`hdl.rmsnorm`) over d_model: each layer's norm and
                             the final norm
   gnorm_i, gnorm_o          Mamba-2 only: the RMSNorm unit over d_inner / groups, the gated norm
-                            (the cycle model's one norm unit: the sequencer runs one at a time)
+                            (the norm queue's second target: the sequencer runs one at a time)
   fu_i, fu_o                the softplus unit (`hdl.function_unit`), `lanes` words per beat: dt
 """
 
@@ -28,11 +34,18 @@ from specmx.hdl.conv import ConvUnit
 from specmx.hdl.function_unit import FunctionUnit
 from specmx.hdl.rmsnorm import RMSNormUnit
 from specmx.hdl.scan import ScanUnit
+from specmx.hdl.sequencer import StepSequencer
 from specmx.hdl.stream_gemm import stream_engine_for
 from specmx.models.config import EngineConfig
 from specmx.models.perf.engine import ModelDims, unit_configs
+from specmx.models.perf.engine_program import queue_targets
 
-__all__ = ["MambaEngine", "engine_gemm"]
+__all__ = ["MambaEngine", "engine_gemm", "INPUTS_OF"]
+
+# the input streams of each sequencer target (queue, target index)
+INPUTS_OF = {("mxu", 0): ("mxu_cmd", "mxu_a_in", "mxu_b_in"), ("conv", 0): ("conv_i",), ("scan", 0): ("scan_i",),
+             ("norm", 0): ("norm_i",), ("norm", 1): ("gnorm_i",), ("fu", 0): ("fu_i",)}
+INTERNAL = ("mxu_c_in", "seq_taps", "seq_gate")
 
 
 def engine_gemm(engine: EngineConfig, dims: ModelDims):
@@ -60,10 +73,18 @@ class MambaEngine(wiring.Component):
                       "fu": FunctionUnit("softplus", engine.lanes)}
         if dims.family == "mamba2":
             self.units["gnorm"] = RMSNormUnit(engine.fma, dims.d_inner // dims.groups, dims.eps)
-        super().__init__(prefixed_members(self.units, skip=("mxu_c_in",)))
+        self.sequencer = self.units["seq"] = StepSequencer(queue_targets(dims.family == "mamba2"),
+                                                           engine.program_depth)
+        super().__init__(prefixed_members(self.units, skip=INTERNAL))
 
     def elaborate(self, platform):
         m = Module()
-        connect_prefixed(m, self, self.units, skip=("mxu_c_in",))
+        seq = self.sequencer
+        gates = {name: seq.gate[seq.gate_index[key]] for key, names in INPUTS_OF.items()
+                 if key in seq.gate_index for name in names}
+        connect_prefixed(m, self, self.units, skip=INTERNAL, gates=gates)
         m.d.comb += [self.mxu.c_in.valid.eq(1), self.mxu.c_in.payload.eq(0)]
+        for (queue, target, k), bit in seq.tap_index.items():
+            out = getattr(self, seq.queues[queue][target][k])
+            m.d.comb += seq.taps[bit].eq(out.valid & out.ready)
         return m

@@ -434,6 +434,9 @@ class EngineConfig:
         Matrix arrays side by side, each computing 1/arrays of every layer's outputs with its
         share of the weight channel (the system model's way to grow the engine past the width
         where a weight-stationary pass's fill latency dominates; the RTL builds one array).
+    program_depth : int
+        Instructions per unit queue of the RTL sequencer (`hdl.sequencer`): a step whose program
+        has more operations on one unit is refused (1..4096).
     """
 
     fma: FMAConfig = field(default_factory=FMAConfig)
@@ -448,6 +451,7 @@ class EngineConfig:
     mem_words: int = 4
     memory_budget: int = 1 << 20
     arrays: int = 1
+    program_depth: int = 64
 
     def __post_init__(self):
         if not isinstance(self.fma, FMAConfig):
@@ -466,6 +470,7 @@ class EngineConfig:
         _integer("mem_words", self.mem_words)
         _integer("memory_budget", self.memory_budget, 0)
         _integer("arrays", self.arrays, 1, 1024)
+        _integer("program_depth", self.program_depth, 1, 4096)
 
     @property
     def gemm(self):

@@ -22,7 +22,7 @@ MICRO_ENGINE = EngineConfig(rows=4, cols=4, dataflow="ws", pe_stages=3, lanes=1,
 def check_engine(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, engine: EngineConfig = MICRO_ENGINE,
                  seed=0, draft="noise0.3", prompt=(1, 2, 3), idle=0.0, backpressure=0.0, simulator="verilator",
                  memory_budget=1 << 20, corrupt_weight=False, corrupt_weight_word=False, wrong_parent=False,
-                 model_error=None, negative_controls=False, waves=None):
+                 wrong_dependency=False, model_error=None, negative_controls=False, waves=None):
     """Run the co-simulation; returns its report (`tokens`, `token_mismatches`, `logit_mismatches`,
     `state_mismatches`, `timing_mismatches`, `measured_cycles`, `predicted_cycles`, ...) with `ok`.
     Without idle and back-pressure every operation's start and end cycle must equal the list
@@ -37,7 +37,8 @@ def check_engine(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, e
     case = {"family": family, "tree": list(tree) if not isinstance(tree, str) else tree, "backtrack": backtrack,
             "tokens": tokens, "seed": seed, "draft": draft, "prompt": list(prompt), "memory_budget": memory_budget,
             "engine": fields, "idle": idle, "backpressure": backpressure, "corrupt_weight": corrupt_weight,
-            "corrupt_weight_word": corrupt_weight_word, "wrong_parent": wrong_parent, "model_error": model_error,
+            "corrupt_weight_word": corrupt_weight_word, "wrong_parent": wrong_parent,
+            "wrong_dependency": wrong_dependency, "model_error": model_error,
             "negative_controls": negative_controls,
             "lanes": unit_configs(engine, dims)[1].lanes}          # the scan's: its reduction order
     result = run_cocotb(rtl, "mamba_engine", "specmx.sim.tb_mamba_engine", {"SPECMX_CASE": json.dumps(case)},
@@ -49,6 +50,7 @@ def check_engine(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, e
     report["ok"] = bool(result.passed and report["tokens"] == tokens and report["token_mismatches"] == 0
                         and report["logit_mismatches"] == 0 and report["state_mismatches"] == 0
                         and report["timing_mismatches"] == 0 and not report.get("protocol_errors")
+                        and report.get("sequencer_errors") == 0
                         and (not report.get("timed") or report["measured_cycles"] == report["predicted_cycles"]))
     return report
 

@@ -34,18 +34,20 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import Event, FallingEdge, ReadOnly
 
 from specmx.hdl.conv import conv_layout
+from specmx.hdl.sequencer import WORDS_BITS, cmd_layout
 from specmx.hdl.scan import scan_layout
 from specmx.models.mamba import MambaState
 from specmx.models.perf.engine import list_schedule, model_dims, step_graph, step_ops, unit_configs
+from specmx.models.perf.engine_program import compile_program, queue_targets
 from specmx.models.specdec import _recompute, assign_slots, speculative_generate, verify_tree
 from specmx.sim.engine_jobs import conv_job, function_job, linear_job, norm_job, scan_job, state_mismatches
 from specmx.sim.streams import TB, memory_ready_cycle, write_report
 from specmx.sim.tree_ssm_check import build_models
 
 INPUTS = {"mxu": ("mxu_cmd", "mxu_a_in", "mxu_b_in"), "conv": ("conv_i",), "scan": ("scan_i",), "norm": ("norm_i",),
-          "fu": ("fu_i",)}
+          "fu": ("fu_i",), "seq": ("seq_cmd",)}
 OUTPUTS = {"mxu": ("mxu_r_out",), "conv": ("conv_o", "conv_s"), "scan": ("scan_o", "scan_s"), "norm": ("norm_o",),
-           "fu": ("fu_o",)}
+           "fu": ("fu_o",), "seq": ()}
 
 
 def bus_units(mamba2):
@@ -88,6 +90,7 @@ class EngineBus:
         self.jobs = dict.fromkeys(self.inputs)           # the running job of each unit
         self.on_cycle = None
         self.done = {}                                   # unit -> (job, last transfer cycle) this cycle
+        self.started = self.load_began = None            # cycles the program's first word and start were taken
         self.errors = []
         for name, s in self.streams.items():
             (s.valid if name in self.queues else s.ready).value = 0
@@ -97,6 +100,11 @@ class EngineBus:
         self.jobs[unit] = job
         for name, words in job.inputs.items():
             self.queues[name].extend((i, w) for i, w in enumerate(words))
+
+    def load_program(self, words):
+        """Queue a program's seq_cmd beats (the last one the start)."""
+        self.started = self.load_began = None
+        self.queues["seq_cmd"].extend([(i, w) for i, w in enumerate(words[:-1])] + [("start", words[-1])])
 
     def _available(self, unit, name, index):
         job = self.jobs[unit]
@@ -135,8 +143,11 @@ class EngineBus:
             cycle = self.tb.cycle
             for name, q in self.queues.items():
                 if self.offering[name] and int(self.streams[name].ready.value):
-                    q.popleft()
+                    index, _ = q.popleft()
                     self.offering[name] = False
+                    if name == "seq_cmd":
+                        self.load_began = cycle if self.load_began is None else self.load_began
+                        self.started = cycle if index == "start" else self.started
                     job = self.jobs[owner[name]]
                     if job is not None and job.request == name and job.base is None:
                         job.base = cycle
@@ -166,55 +177,137 @@ class EngineBus:
 
 
 class Sequencer:
-    """Runs a program (a list of `perf.engine.Op`) on the bus: each unit's operations in order,
-    an operation starting on the cycle after its unit's previous one and its inputs ended.
-    `handlers(op)` returns a Job (an RTL unit) or None (the host's, done at once). Records each
+    """The host's side of the RTL sequencer (`hdl.sequencer`) for one program (a list of
+    `perf.engine.Op`): writes the compiled instructions (`perf.engine_program`) and the start over
+    `seq_cmd`, then, each cycle, starts on the bus the operation the RTL issues on each queue
+    (the data mover's work: `handler(op)` returns its Job) and runs the host's zero-cycle work
+    (handler returns None) once its inputs have ended, its unit's work in order. Records each
     operation's (start, end) relative to the program's start, in the model's convention (start =
-    the cycle its inputs were done, end = its last output's cycle)."""
+    the cycle its inputs were done, end = its last output's cycle), and checks the RTL against
+    the program: an operation issued before one of its inputs ended, an issue out of order, the
+    RTL's per-queue end counters against the words seen, its error flag and its end of program."""
 
-    def __init__(self, bus, ops, handler):
+    WATCHDOG = 200_000                                    # cycles without an operation ending or starting
+
+    def __init__(self, bus, ops, handler, program, layout, corrupt_need=False):
         self.bus, self.handler = bus, handler
-        self.queues = {}
+        self.program = program
+        self.host = {}
+        self.op = {op.name: op for op in ops}
         for op in ops:
-            self.queues.setdefault(op.unit, deque()).append(op)
-        self.deps = {op.name: op.deps for op in ops}
+            if op.unit not in program:
+                self.host.setdefault(op.unit, deque()).append(op)
         self.end, self.span, self.running = {}, {}, {}
+        self.issued = dict.fromkeys(program, 0)           # operations the RTL started per queue
+        self.ended = dict.fromkeys(program, 0)
+        self.waiting = {}                                  # queue -> op issued before its inputs ended
         self.program_unit = {}                            # engine unit -> the program unit it runs for
-        self.t0 = None
+        self.t0, self.last_event = None, 0
+        self.errors = []
         self.finished = Event()
         self.total = len(ops)
+        self.load_cycles = None
+        tb = bus.tb
+        self.issue = {q: tb.stream(f"seq_issue_{q}") for q in program}
+        for s in self.issue.values():
+            s.ready.value = 1
+        self.rtl_ended, self.rtl_finished, self.rtl_error = (tb.port(n) for n in ("seq_ended", "seq_finished",
+                                                                                 "seq_error"))
+        self.count_bits = layout["seq_count_bits"]
+        bus.load_program(self._words(program, layout, corrupt_need))
+
+    @staticmethod
+    def _words(program, layout, corrupt_need):
+        """The seq_cmd beats: each queue's instructions, then the start."""
+        from specmx.hdl.compose import pack_struct
+        from specmx.models.perf.engine_program import QUEUES
+        cmd = layout["seq_cmd"]
+        words = []
+        for qi, q in enumerate(QUEUES):
+            for ins in program[q]:
+                need = list(ins.need)
+                if corrupt_need and any(need):               # negative control: one dependency dropped
+                    need[next(i for i, n in enumerate(need) if n)] -= 1
+                    corrupt_need = False
+                words.append(pack_struct(cmd, {"kind": 0, "queue": qi, "instr": {
+                    "need": need, "target": ins.target,
+                    "words": list(ins.words) + [0] * (layout["seq_words"] - len(ins.words))}}))
+        words.append(pack_struct(cmd, {"kind": 1, "queue": 0, "instr": {"need": [0] * len(QUEUES), "target": 0,
+                                                                         "words": [0] * layout["seq_words"]}}))
+        return words
+
+    def _ready(self, op, now):
+        return all(self.end.get(d, now + 1) <= now for d in op.deps)
+
+    def _start(self, queue, op, now):
+        job = self.handler(op)
+        self.span[op.name] = (now, now)
+        self.running[queue] = op
+        self.program_unit[job.unit or queue] = queue
+        self.bus.start(job.unit or queue, job)
 
     def on_cycle(self, cycle):
         if self.t0 is None:
-            self.t0 = cycle - 1
+            if self.bus.started is None:
+                return
+            self.t0, self.load_cycles = self.bus.started, self.bus.started - self.bus.load_began + 1
         now = cycle - 1 - self.t0
         for bus_unit, (job, last) in list(self.bus.done.items()):
-            op = self.running.pop(self.program_unit.pop(bus_unit))
+            queue = self.program_unit.pop(bus_unit)
+            op = self.running.pop(queue)
             job.finish(job.got)
             self.end[op.name] = last - self.t0
             self.span[op.name] = (self.span[op.name][0], last - self.t0)
+            self.ended[queue] += 1
+            self.last_event = now
         self.bus.done.clear()
         progress = True
-        while progress:
+        while progress:                                    # the host's zero-cycle work, in order per unit
             progress = False
-            for unit, q in self.queues.items():
-                if not q or unit in self.running:
-                    continue
-                op = q[0]
-                if not all(self.end.get(d, now + 1) <= now for d in self.deps[op.name]):
-                    continue
-                q.popleft()
-                job = self.handler(op)
-                self.span[op.name] = (now, now)
-                if job is None:
+            for unit, q in self.host.items():
+                if q and self._ready(q[0], now):
+                    op = q.popleft()
+                    assert self.handler(op) is None, op.name
+                    self.span[op.name] = (now, now)
                     self.end[op.name] = now
                     progress = True
-                else:
-                    self.running[unit] = op
-                    self.program_unit[job.unit or unit] = unit
-                    self.bus.start(job.unit or unit, job)
-        if len(self.end) == self.total:
+        ended = int(self.rtl_ended.value)
+        bits = self.count_bits
+        for qi, q in enumerate(self.program):
+            rtl = (ended >> (qi * bits)) & ((1 << bits) - 1)
+            if rtl != self.ended[q]:
+                self.errors.append(f"cycle {now}: the sequencer counts {rtl} {q} operations ended, the streams {self.ended[q]}")
+            if q in self.waiting:                          # issued early: the data mover waits for the inputs
+                if self._ready(self.waiting[q], now):
+                    self._start(q, self.waiting.pop(q), now)
+                continue
+            s = self.issue[q]
+            if not int(s.valid.value):
+                continue
+            index = int(s.payload.value)
+            if index != self.issued[q] or index >= len(self.program[q]):
+                self.errors.append(f"cycle {now}: the sequencer issued {q} operation {index}, expected {self.issued[q]}")
+                self.finished.set()
+                return
+            op = self.op[self.program[q][index].op]
+            self.issued[q] += 1
+            self.last_event = now
+            if not self._ready(op, now):
+                late = next(d for d in op.deps if self.end.get(d, now + 1) > now)
+                self.errors.append(f"cycle {now}: the sequencer started {op.name} before its input {late} ended")
+                self.waiting[q] = op
+                continue
+            self._start(q, op, now)
+        if int(self.rtl_finished.value):
+            if len(self.end) != self.total:
+                self.errors.append(f"cycle {now}: the sequencer ended the program with {self.total - len(self.end)} "
+                                   f"operations not done")
             self.finished.set()
+        elif now - self.last_event > self.WATCHDOG:
+            self.errors.append(f"cycle {now}: nothing started or ended for {self.WATCHDOG} cycles")
+            self.finished.set()
+        if int(self.rtl_error.value) and not any("error flag" in e for e in self.errors):
+            self.errors.append(f"cycle {now}: the sequencer's error flag is set")
 
 
 class EnginePass:
@@ -458,16 +551,23 @@ class RTLEngine:
         self.scan_layout = scan_layout(self.scan_cfg, self.engine.state_slots)
         self.bus = EngineBus(tb, case["idle"], case["backpressure"], bus_units(self.mamba2))
         self.timed = not case["idle"] and not case["backpressure"]
+        queues = queue_targets(self.mamba2)
+        self.seq_layout = {"seq_cmd": cmd_layout(queues, self.engine.program_depth, WORDS_BITS),
+                           "seq_count_bits": self.engine.program_depth.bit_length(),
+                           "seq_words": max(len(t) for targets in queues.values() for t in targets)}
+        self.sequencer_errors = []
         self.corrupt_pending = True
         self.passes, self.timing_errors = [], []
 
     async def _run(self, ops, work):
         names = {op.name for op in ops}                   # a phase's inputs from before it are done
         ops = [replace(op, deps=tuple(d for d in op.deps if d in names)) for op in ops]
-        seq = Sequencer(self.bus, ops, work.handle)
+        program = compile_program(ops, depth=self.engine.program_depth, words_bits=WORDS_BITS)
+        seq = Sequencer(self.bus, ops, work.handle, program, self.seq_layout, self.case.get("wrong_dependency"))
         self.bus.on_cycle = seq.on_cycle
         await seq.finished.wait()
         self.bus.on_cycle = None
+        self.sequencer_errors += seq.errors
         if self.case.get("model_error"):                  # negative control: a cycle model one off ("unit+1")
             off = self.case["model_error"].removesuffix("+1")
             ops = [replace(op, cycles=op.cycles + 1) if op.unit == off else op for op in ops]
@@ -480,7 +580,9 @@ class RTLEngine:
             self.timing_errors.append(bad[:3])
         measured_overlap = _overlap(seq.span, {op.name: op.unit for op in ops}, "mxu", "scan")
         return {"cycles": cycles, "predicted": predicted, "timing_mismatches": len(bad) if self.timed else 0,
-                "overlap": measured_overlap, "predicted_overlap": sched["overlap"]}
+                "overlap": measured_overlap, "predicted_overlap": sched["overlap"],
+                "sequencer_errors": len(seq.errors), "program_words": sum(map(len, program.values())),
+                "load_cycles": seq.load_cycles}
 
     async def verify(self, state, tokens, parent, tile, cache, store):
         assert tile == self.engine.tile, (tile, self.engine.tile)
@@ -543,13 +645,15 @@ async def negative_controls(rtl, case, target):
     controls = {}
     controls_run = (("model_error", "model_error", "mxu+1"), ("norm_model_error", "model_error", "norm+1"),
                     ("corrupt_weight_word", "corrupt_weight_word", True),
-                    ("corrupt_norm_weight", "corrupt_norm_weight", True), ("wrong_parent", "wrong_parent", True))
+                    ("corrupt_norm_weight", "corrupt_norm_weight", True), ("wrong_parent", "wrong_parent", True),
+                    ("wrong_dependency", "wrong_dependency", True))
     for label, name, value in controls_run:
         rtl.case = dict(case, **{name: value})
         rtl.corrupt_pending = True
         await rtl.verify(state, tokens, parent, rtl.engine.tile, False, True)
         p = rtl.passes[-1]
-        controls[label] = {k: p[k] for k in ("logit_mismatches", "state_mismatches", "timing_mismatches")}
+        controls[label] = {k: p[k] for k in ("logit_mismatches", "state_mismatches", "timing_mismatches",
+                                             "sequencer_errors")}
     write_report({"controls": controls, "protocol_errors": rtl.bus.errors[:10]})
 
 
@@ -597,5 +701,8 @@ async def engine_generation_matches_golden(dut):
               "predicted_overlap": sum(p["predicted_overlap"] for p in verifications),
               "recompute_cycles": [p["cycles"] for p in passes if "recompute_path" in p],
               "accepted_draft_tokens": stats.accepted_draft_tokens,
+              "sequencer_errors": len(rtl.sequencer_errors), "first_sequencer_errors": rtl.sequencer_errors[:3],
+              "program_words": [p["program_words"] for p in verifications],
+              "load_cycles": [p["load_cycles"] for p in verifications],
               "protocol_errors": rtl.bus.errors[:10]}
     write_report(report)

@@ -1,11 +1,11 @@
 """The Mamba engine on the RTL (`hdl.mamba_engine`): speculative generation of a micro model with
 the linear layers on the matrix engine (weights from the memory model), the conv and scan on the
-tree-mode units and the host as sequencer. Every verification pass's per-node logits and states,
-and every recomputed state, bit for bit against the golden; the tokens equal to the golden
-run's; without random stalls, every operation's start and end cycle equal to the list schedule
-of `perf.engine.step_ops` (so the step's cycles and the overlap too). Negative controls: a
-corrupted weight word in memory, a wrong parent slot, a cycle model one cycle off per linear
-layer."""
+tree-mode units, every operation started by the RTL sequencer from the compiled program. Every
+verification pass's per-node logits and states, and every recomputed state, bit for bit against
+the golden; the tokens equal to the golden run's; without random stalls, every operation's
+start and end cycle equal to the list schedule of `perf.engine.step_ops` (so the step's cycles
+and the overlap too). Negative controls: a corrupted weight word in memory, a wrong parent
+slot, a cycle model one cycle off per linear layer, a program with a dependency dropped."""
 
 import json
 import subprocess
@@ -22,6 +22,8 @@ def _assert_ok(report, timed=True):
     assert report["token_mismatches"] == 0 and report["logit_mismatches"] == 0, report
     assert report["state_mismatches"] == 0, report
     assert not report["protocol_errors"], report["protocol_errors"]
+    assert report["sequencer_errors"] == 0, report["first_sequencer_errors"]
+    assert all(n > 0 for n in report["program_words"])
     assert report["timed"] == timed
     if timed:
         assert report["timing_mismatches"] == 0, report["first_timing_mismatches"]
@@ -57,7 +59,8 @@ def test_mamba1_tree_on_rtl_engine_bit_and_cycle_exact(tmp_path):
 def test_negative_controls_are_caught():
     """One pass each (one simulation): a model one cycle off per linear layer, or per norm, fails
     timing only; a flipped weight bit in memory, a flipped bit in a norm weight word on its way
-    to the RMSNorm unit and a wrong parent slot fail the logits."""
+    to the RMSNorm unit and a wrong parent slot fail the logits; a program with one dependency
+    count one short makes the RTL sequencer start an operation before its input ended."""
     report = check_engine("mamba1", negative_controls=True)
     c = report["controls"]
     for timing in ("model_error", "norm_model_error"):
@@ -65,6 +68,9 @@ def test_negative_controls_are_caught():
     for corrupt in ("corrupt_weight_word", "corrupt_norm_weight"):
         assert c[corrupt]["logit_mismatches"] > 0 and c[corrupt]["timing_mismatches"] == 0, c
     assert c["wrong_parent"]["logit_mismatches"] > 0, c
+    assert c["wrong_dependency"]["sequencer_errors"] > 0 and c["wrong_dependency"]["logit_mismatches"] == 0, c
+    for label in ("model_error", "norm_model_error", "corrupt_weight_word", "corrupt_norm_weight", "wrong_parent"):
+        assert c[label]["sequencer_errors"] == 0, c
     assert not report["protocol_errors"]
 
 

@@ -133,6 +133,8 @@ class Op:
     words: int = 0
     phase: str = "verify"
     stall: int = 0          # of `cycles`, those the matrix engine waits for weights from memory
+    outputs: tuple = ()     # words on each output stream of its unit (the RTL sequencer's counts)
+    target: int = 0         # which of its unit's datapaths: 1 = Mamba-2's gated norm
 
 
 def _packed(n, bits):
@@ -152,10 +154,11 @@ class _Program:
     mem_rate: object = None         # 32-bit words per cycle of each memory channel (None: engine.mem_words)
     weight_bits: int = None         # bits per stored weight (None: the FMA's input format)
 
-    def add(self, name, unit, cycles, deps=(), words=0, stall=0):
+    def add(self, name, unit, cycles, deps=(), words=0, stall=0, outputs=(), target=0):
         if self.host_side and unit in HOST_SIDE_UNITS:
             cycles = 0
-        self.ops.append(Op(name, unit, int(cycles), tuple(d for d in deps if d), int(words), self.phase, int(stall)))
+        self.ops.append(Op(name, unit, int(cycles), tuple(d for d in deps if d), int(words), self.phase, int(stall),
+                           tuple(int(w) for w in outputs), target))
         return name
 
     def __post_init__(self):
@@ -177,7 +180,7 @@ class _Program:
             schedule, stall = linear_parts(e, M, K, ceil(N / e.arrays), rate, self.weight_bits or e.fma.in_f.width)
         else:
             schedule, stall = linear_parts(e, M, K, N, self.mem_rate, self.weight_bits)
-        return self.add(name, "mxu", 1 + schedule + stall + epilogue, deps, words, stall)
+        return self.add(name, "mxu", 1 + schedule + stall + epilogue, deps, words, stall, outputs=(M * ceil(N / e.cols),))
 
 
 def linear_cycles(engine: EngineConfig, M, K, N, mem_rate=None, weight_bits=None):
@@ -246,6 +249,9 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
     nt = len(tiles)
     conv_beats, scan_beats = dims.conv_dim // conv.lanes, di * (N // ssm.lanes)
     dt_words = dims.heads if dims.family == "mamba2" else di
+    conv_out = lambda T: (T * conv_beats, T * conv_beats)                 # outputs, windows
+    scan_out = lambda T: (T * di, T * (ssm.d_inner * ssm.d_state // ssm.lanes))   # outputs, states
+    fu_out = lambda T: (ceil(T * dt_words / engine.lanes),)
 
     for t, T in enumerate(tiles):
         p.mem(f"embed[{t}]", "rd", _packed(T * d, engine.fma.in_f.width))
@@ -257,24 +263,25 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
         T = tiles[t]
         if l == L:                                              # the LM head
             src = f"out[{L - 1},{t}]"
-            p.add(f"norm_f[{t}]", "norm", rmsnorm_cycles(d, T).busy, [src])
+            p.add(f"norm_f[{t}]", "norm", rmsnorm_cycles(d, T).busy, [src], outputs=(T * d,))
             p.linear(f"lm_head[{t}]", T, d, dims.vocab, [f"norm_f[{t}]"])
             p.mem(f"logits[{t}]", "wr", T * dims.vocab, [f"lm_head[{t}]"])
             return
         j = f"{l},{t}"
         src = f"embed[{t}]" if l == 0 else f"out[{l - 1},{t}]"
-        p.add(f"norm[{j}]", "norm", rmsnorm_cycles(d, T).busy, [src])
+        p.add(f"norm[{j}]", "norm", rmsnorm_cycles(d, T).busy, [src], outputs=(T * d,))
         p.linear(f"in_proj[{j}]", T, d, dims.in_proj, [f"norm[{j}]"])
         if t == 0 and l > 0:                                    # this layer's starting conv window
             p.mem(f"load_conv[{l}]", "rd", sequences * dims.conv_dim * (dims.kernel - 1), [f"conv[{l - 1},{nt - 1}]"])
         conv_deps = [f"in_proj[{j}]", f"load_conv[{l}]" if t == 0 else None]
         loads = 1 if t == 0 else 0                              # the starting window, as a token
-        p.add(f"conv[{j}]", "conv", (T + loads) * conv_beats + conv_latency(conv), conv_deps)
+        p.add(f"conv[{j}]", "conv", (T + loads) * conv_beats + conv_latency(conv), conv_deps, outputs=conv_out(T))
         dt = f"in_proj[{j}]"                                    # Mamba-2's dt comes from in_proj
         if dims.family == "mamba1":
             p.linear(f"x_proj[{j}]", T, di, dims.dt_rank + 2 * N, [f"conv[{j}]"])
             dt = p.linear(f"dt_proj[{j}]", T, dims.dt_rank, di, [f"x_proj[{j}]"], epilogue=EPILOGUE)
-        p.add(f"softplus[{j}]", "fu", function_unit_cycles("softplus", T * dt_words, lanes=engine.lanes).busy, [dt])
+        p.add(f"softplus[{j}]", "fu", function_unit_cycles("softplus", T * dt_words, lanes=engine.lanes).busy, [dt],
+              outputs=fu_out(T))
 
     def post(job):
         l, t = divmod(job, nt)
@@ -283,11 +290,11 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
         T, j = tiles[t], f"{l},{t}"
         scan_deps = [f"conv[{j}]", f"softplus[{j}]", f"load_ssm[{l}]" if t == 0 else None]
         loads = 1 if t == 0 else 0                              # the starting state, as a token
-        p.add(f"scan[{j}]", "scan", (T + loads) * scan_beats + scan_latency(ssm), scan_deps)
+        p.add(f"scan[{j}]", "scan", (T + loads) * scan_beats + scan_latency(ssm), scan_deps, outputs=scan_out(T))
         y = f"scan[{j}]"
         if dims.family == "mamba2":
             G = dims.groups
-            y = p.add(f"gated_norm[{j}]", "norm", rmsnorm_cycles(di // G, T * G).busy, [y])
+            y = p.add(f"gated_norm[{j}]", "norm", rmsnorm_cycles(di // G, T * G).busy, [y], outputs=(T * di,), target=1)
         p.linear(f"out[{j}]", T, di, d, [y], epilogue=EPILOGUE)
         if strategy == "store":
             p.mem(f"store[{j}]", "wr", T * dims.state_words, [f"scan[{j}]"])
@@ -312,13 +319,15 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
         p.add("accept", "host", 0, [f"logits[{t}]" if lm_head else f"out[{L - 1},{t}]" for t in range(nt)])
         for l in range(L):
             p.mem(f"reload[{l}]", "rd", dims.state_words + path * dims.cache_words, ["accept"])
-            p.add(f"reconv[{l}]", "conv", (path + 1) * conv_beats + conv_latency(conv), [f"reload[{l}]"])
+            p.add(f"reconv[{l}]", "conv", (path + 1) * conv_beats + conv_latency(conv), [f"reload[{l}]"],
+                  outputs=conv_out(path))
             dt = None                                           # Mamba-2 caches dt before its softplus
             if dims.family == "mamba2":
                 dt = p.add(f"resoftplus[{l}]", "fu",
-                           function_unit_cycles("softplus", path * dt_words, lanes=engine.lanes).busy, [f"reload[{l}]"])
+                           function_unit_cycles("softplus", path * dt_words, lanes=engine.lanes).busy, [f"reload[{l}]"],
+                           outputs=fu_out(path))
             p.add(f"rescan[{l}]", "scan", (path + 1) * scan_beats + scan_latency(ssm),
-                  [f"reload[{l}]", f"reconv[{l}]", dt])
+                  [f"reload[{l}]", f"reconv[{l}]", dt], outputs=scan_out(path))
             p.mem(f"restore[{l}]", "wr", dims.state_words, [f"rescan[{l}]"])
     return p.ops, {"strategy": strategy, "live_states": live, "tiles": nt, "nodes": n, "path": path}
 
