@@ -22,12 +22,18 @@ buffers; the bias and residual adds) is the host's in the co-simulation
   gnorm_i, gnorm_o          Mamba-2 only: the RMSNorm unit over d_inner / groups, the gated norm
                             (the norm queue's second target: the sequencer runs one at a time)
   fu_i, fu_o                the softplus unit (`hdl.function_unit`), `lanes` words per beat: dt
+  rd_mem -> rd_buf          the memory read channel, `mem_words` 32-bit words a beat: embeddings,
+                            starting states, recompute's reloads, from the external memory to the
+                            on-chip buffers
+  wr_buf -> wr_mem          the memory write channel: stored states or caches, logits, restored
+                            states, to the external memory
 """
 
 from dataclasses import replace
 
 from amaranth.hdl import Module
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
 
 from specmx.hdl.compose import connect_prefixed, prefixed_members
 from specmx.hdl.conv import ConvUnit
@@ -44,7 +50,9 @@ __all__ = ["MambaEngine", "engine_gemm", "INPUTS_OF"]
 
 # the input streams of each sequencer target (queue, target index)
 INPUTS_OF = {("mxu", 0): ("mxu_cmd", "mxu_a_in", "mxu_b_in"), ("conv", 0): ("conv_i",), ("scan", 0): ("scan_i",),
-             ("norm", 0): ("norm_i",), ("norm", 1): ("gnorm_i",), ("fu", 0): ("fu_i",)}
+             ("norm", 0): ("norm_i",), ("norm", 1): ("gnorm_i",), ("fu", 0): ("fu_i",),
+             ("rd", 0): ("rd_mem",), ("wr", 0): ("wr_buf",)}
+CHANNELS = (("rd_mem", "rd_buf"), ("wr_buf", "wr_mem"))      # the memory channels: (in, out)
 INTERNAL = ("mxu_c_in", "seq_taps", "seq_gate")
 
 
@@ -75,7 +83,9 @@ class MambaEngine(wiring.Component):
             self.units["gnorm"] = RMSNormUnit(engine.fma, dims.d_inner // dims.groups, dims.eps)
         self.sequencer = self.units["seq"] = StepSequencer(queue_targets(dims.family == "mamba2"),
                                                            engine.program_depth)
-        super().__init__(prefixed_members(self.units, skip=INTERNAL))
+        beat = stream.Signature(32 * engine.mem_words)
+        super().__init__({**prefixed_members(self.units, skip=INTERNAL), "rd_mem": In(beat), "rd_buf": Out(beat),
+                          "wr_buf": In(beat), "wr_mem": Out(beat)})
 
     def elaborate(self, platform):
         m = Module()
@@ -84,6 +94,11 @@ class MambaEngine(wiring.Component):
                  if key in seq.gate_index for name in names}
         connect_prefixed(m, self, self.units, skip=INTERNAL, gates=gates)
         m.d.comb += [self.mxu.c_in.valid.eq(1), self.mxu.c_in.payload.eq(0)]
+        for src, dst in CHANNELS:                          # a beat per cycle while a transfer runs
+            on = gates[src]
+            m.d.comb += [getattr(self, dst).payload.eq(getattr(self, src).payload),
+                         getattr(self, dst).valid.eq(getattr(self, src).valid & on),
+                         getattr(self, src).ready.eq(getattr(self, dst).ready & on)]
         for (queue, target, k), bit in seq.tap_index.items():
             out = getattr(self, seq.queues[queue][target][k])
             m.d.comb += seq.taps[bit].eq(out.valid & out.ready)

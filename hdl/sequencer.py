@@ -1,7 +1,7 @@
 """The Mamba engine's sequencer: walks a verification step's program on the engine's units.
 
 The program (`models.perf.engine_program.compile_program`) is one instruction queue per unit
-(matrix engine, conv, scan, RMSNorm, softplus), each run in order, as the cycle model's units
+(matrix engine, conv, scan, RMSNorm, softplus, the memory read and write channels), each run in order, as the cycle model's units
 do. An instruction says which of the unit's targets it runs on (the norm queue drives the
 layer norm or Mamba-2's gated norm), how many words each of that target's output streams will
 send (the operation ends on its last word), and, per queue, how many of that queue's
@@ -27,7 +27,7 @@ running, finished : Out(1)            a program runs; the cycle it ends (one cyc
 error : Out(1)                        sticky: a word no operation expected, or a queue overflow
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -119,29 +119,35 @@ class StepSequencer(wiring.Component):
                 on = (target == t) & busy | (instr.target == t) & issuing
                 m.d.comb += self.gate[self.gate_index[q, t]].eq(on)
 
-            # count down each output stream of the running target; the operation ends on its last word
+            # count down each output stream of the running target (from the issue cycle on: a
+            # memory channel passes a word in it); the operation ends on its last word
+            active = busy | issuing
+            current = Signal.like(target, name=f"{q}_current")
+            m.d.comb += current.eq(Mux(issuing, instr.target, target))
             remaining = []
             for k, reg in enumerate(left):
                 tap = Signal(name=f"{q}_tap{k}")
                 for t, ports in enumerate(self.queues[q]):
                     if k < len(ports):
                         bit = self.taps[self.tap_index[q, t, k]]
-                        with m.If(bit & ~(busy & (target == t))):      # a target not running
+                        with m.If(bit & ~(active & (current == t))):    # a target not running
                             m.d.sync += self.error.eq(1)
-                        with m.If(target == t):
+                        with m.If(current == t):
                             m.d.comb += tap.eq(bit)
-                with m.If(tap & busy & (reg == 0)):                      # more words than expected
+                expected = Mux(issuing, instr.words[k], reg)
+                with m.If(tap & active & (expected == 0)):              # more words than expected
                     m.d.sync += self.error.eq(1)
                 rest = Signal(self.words_bits, name=f"{q}_rest{k}")
-                m.d.comb += rest.eq(reg - (tap & busy))
+                m.d.comb += rest.eq(expected - (tap & active))
                 remaining.append(rest)
                 m.d.sync += reg.eq(rest)
-            ends = busy & _all([r == 0 for r in remaining])
+            ends = active & _all([r == 0 for r in remaining])
             with m.If(issuing):
-                m.d.sync += [busy.eq(1), head.eq(head + 1), target.eq(instr.target)]
-                m.d.sync += [reg.eq(instr.words[k]) for k, reg in enumerate(left)]
+                m.d.sync += [busy.eq(~ends), head.eq(head + 1), target.eq(instr.target)]
             with m.Elif(ends):
-                m.d.sync += [busy.eq(0), self.ended[qi].eq(self.ended[qi] + 1)]
+                m.d.sync += busy.eq(0)
+            with m.If(ends):
+                m.d.sync += self.ended[qi].eq(self.ended[qi] + 1)
             idle.append(~busy & (head == length))
 
         m.d.comb += self.finished.eq(self.running & _all(idle))

@@ -13,7 +13,8 @@ from specmx.hdl.scan import scan_records
 from specmx.sim.ssm_check import _conv_records, pack_beats
 from specmx.sim.streams import pack_lanes
 
-__all__ = ["bf16", "state_mismatches", "words_of", "conv_job", "scan_job", "linear_job", "norm_job", "function_job"]
+__all__ = ["bf16", "state_mismatches", "words_of", "conv_job", "scan_job", "linear_job", "norm_job", "function_job",
+           "channel_job"]
 
 F32_MASK = (1 << 32) - 1
 
@@ -149,3 +150,24 @@ def function_job(x, lanes):
         return decode(got.reshape(x.shape), "fp32").astype(np.float32)
 
     return pack_lanes(padded.reshape(rows, lanes), 32), rows, decoded
+
+
+def channel_job(arrays, words_per_beat):
+    """A memory-channel transfer of `arrays` (any shapes) as fp32 words, in order, C order within
+    each, `words_per_beat` words a beat (lane 0 low, the last beat padded with +0). Returns
+    (beats, decode(beats) -> the arrays back, float32, in their shapes)."""
+    flat = [np.asarray(a, np.float32) for a in arrays]
+    words = np.concatenate([encode(a.astype(np.float64), "fp32").reshape(-1) for a in flat] or [np.zeros(0, np.int64)])
+    rows = max(1, -(-words.size // words_per_beat))
+    padded = np.zeros(rows * words_per_beat, dtype=np.int64)
+    padded[:words.size] = words
+
+    def decoded(beats):
+        got = words_of(beats, 32, words_per_beat).reshape(-1)[:words.size]
+        out, at = [], 0
+        for a in flat:
+            out.append(decode(got[at:at + a.size].reshape(a.shape), "fp32").astype(np.float32))
+            at += a.size
+        return out
+
+    return pack_lanes(padded.reshape(rows, words_per_beat), 32), decoded

@@ -2,22 +2,28 @@
 Mamba model with every linear layer on the RTL matrix engine (weights from the external memory
 model, `mem_latency` and `mem_words` of the spec), every conv and SSM step on the RTL conv and
 scan units in tree mode, every RMSNorm (Mamba-2's gated norm too) on the RTL RMSNorm unit, every
-dt softplus on the RTL function unit, and the bias and residual adds on the host.
+dt softplus on the RTL function unit, every embedding, starting state, stored state, cache,
+logit and restored state through the RTL's memory channels (reads served by the memory model
+with its latency and bandwidth, writes taken a beat per cycle), and the bias and residual adds
+on the host.
 
-The host is the engine's sequencer: it walks the step's program (`perf.engine.step_ops` with
-`host_side=True`: the same operations, memory transfers and adds in zero cycles) unit by unit, in program order,
-starting an operation on the cycle after its unit and its inputs are done, exactly as the list
-scheduler does. So the matrix engine runs the linear layers of tile t+1 while the scan unit runs
-tile t, on the RTL. Every verification pass (and every recompute) is compared with the golden:
-per-node logits bit for bit with `verify_tree` on the same inputs, stored states and the
-recomputed state bit for bit, and every operation's (start, end) cycle with the list schedule.
-With random gaps and back-pressure ($SPECMX_IDLE, $SPECMX_BACKPRESSURE) the timing check is
-left out (stalls move operations) and the bits, tokens and stream protocol are checked.
+The RTL sequencer runs each step: the host compiles the step's program (`perf.engine.step_ops`
+with `host_side=True`, `perf.engine_program.compile_program`), writes it over `seq_cmd` and
+starts it; the sequencer starts each operation (a beat on `seq_issue_<unit>`) the cycle after
+its unit and its inputs are done, and the host, as the data mover, then feeds that operation's
+words and takes its results. So the matrix engine runs the linear layers of tile t+1 while the
+scan unit runs tile t, on the RTL. Every verification pass (and every recompute) is compared
+with the golden: per-node logits bit for bit with `verify_tree` on the same inputs, stored
+states and the recomputed state bit for bit, every operation's (start, end) cycle with the list
+schedule, and the sequencer against the program (nothing started before its inputs ended, its
+end counters equal to the words seen). With random gaps and back-pressure ($SPECMX_IDLE,
+$SPECMX_BACKPRESSURE) the timing check is left out (stalls move operations) and the bits,
+tokens, sequencer and stream protocol are checked.
 
 Parameters: $SPECMX_CASE (JSON: family, seed, draft, tree, backtrack, tokens, prompt, engine
 (EngineConfig fields), memory_budget, negative controls corrupt_weight / wrong_parent /
-corrupt_weight_word / corrupt_norm_weight / model_error ("mxu+1", "norm+1"), or negative_controls:
-all five, one pass each).
+corrupt_weight_word / corrupt_norm_weight / corrupt_state_word / wrong_dependency / model_error
+("mxu+1", "norm+1"), or negative_controls: all seven, one pass each).
 Writes $SPECMX_REPORT.
 """
 
@@ -40,14 +46,15 @@ from specmx.models.mamba import MambaState
 from specmx.models.perf.engine import list_schedule, model_dims, step_graph, step_ops, unit_configs
 from specmx.models.perf.engine_program import compile_program, queue_targets
 from specmx.models.specdec import _recompute, assign_slots, speculative_generate, verify_tree
-from specmx.sim.engine_jobs import conv_job, function_job, linear_job, norm_job, scan_job, state_mismatches
+from specmx.sim.engine_jobs import (channel_job, conv_job, function_job, linear_job, norm_job, scan_job,
+                                    state_mismatches)
 from specmx.sim.streams import TB, memory_ready_cycle, write_report
 from specmx.sim.tree_ssm_check import build_models
 
 INPUTS = {"mxu": ("mxu_cmd", "mxu_a_in", "mxu_b_in"), "conv": ("conv_i",), "scan": ("scan_i",), "norm": ("norm_i",),
-          "fu": ("fu_i",), "seq": ("seq_cmd",)}
+          "fu": ("fu_i",), "rd": ("rd_mem",), "wr": ("wr_buf",), "seq": ("seq_cmd",)}
 OUTPUTS = {"mxu": ("mxu_r_out",), "conv": ("conv_o", "conv_s"), "scan": ("scan_o", "scan_s"), "norm": ("norm_o",),
-           "fu": ("fu_o",), "seq": ()}
+           "fu": ("fu_o",), "rd": ("rd_buf",), "wr": ("wr_mem",), "seq": ()}
 
 
 def bus_units(mamba2):
@@ -62,7 +69,8 @@ class Job:
     """One operation on an RTL unit: words per input stream, expected words per output stream,
     and what to do with the outputs. `memory` = (stream, latency, words per cycle, words per
     beat): that stream's beats come from the memory model, requested with the job's first word
-    on `request` (the matrix engine's command). `unit`: the engine unit it runs on when that is
+    on `request` (the matrix engine's command), or, with no `request`, with the operation's
+    start (a memory-channel read: the sequencer's issue is the request). `unit`: the engine unit it runs on when that is
     not the program's unit of its operation (Mamba-2's gated norm runs on `gnorm`, the program's
     second RMSNorm datapath)."""
 
@@ -98,6 +106,8 @@ class EngineBus:
     def start(self, unit, job):
         assert self.jobs[unit] is None, unit
         self.jobs[unit] = job
+        if job.memory is not None and job.request is None:
+            job.base = self.tb.cycle
         for name, words in job.inputs.items():
             self.queues[name].extend((i, w) for i, w in enumerate(words))
 
@@ -336,30 +346,75 @@ class EnginePass:
         key = tuple(int(k) for k in rest.rstrip("]").split(",")) if rest else ()
         return getattr(self, "op_" + kind)(*key)
 
-    # --- host operations (zero cycles in the co-simulation) ----------------------------------
+    # --- memory channels: fp32 words between the external memory and the on-chip buffers ------
+    def _read(self, arrays, done, state=False):
+        """A read: `arrays` (what the external memory holds) as fp32 words through rd_mem ->
+        rd_buf; `done` gets them back, decoded, in their shapes. `state`: a starting state (the
+        corrupt_state_word control flips a bit of its first word)."""
+        beats, decoded = channel_job(arrays, self.eng.engine.mem_words)
+        if self.eng.case.get("corrupt_state_word") and self.eng.corrupt_pending and state:
+            beats[0] ^= 1 << 30                             # an exponent bit of a starting-state word in memory
+            self.eng.corrupt_pending = False
+        e = self.eng.engine
+        return Job({"rd_mem": beats}, {"rd_buf": len(beats)}, lambda got: done(decoded(got["rd_buf"])),
+                   memory=("rd_mem", e.mem_latency, e.mem_words, e.mem_words))
+
+    def _write(self, arrays, done):
+        """A write: `arrays` (on-chip values) through wr_buf -> wr_mem; `done` gets what the memory
+        received, decoded."""
+        beats, decoded = channel_job(arrays, self.eng.engine.mem_words)
+        return Job({"wr_buf": beats}, {"wr_mem": len(beats)}, lambda got: done(decoded(got["wr_mem"])))
+
     def op_embed(self, t):
         if self.x is None:
             self.x = np.zeros((len(self.tokens), self.model.cfg.hidden_size), np.float32)
         idx = self.idx[t]
-        self.x[idx] = self.model.embed(self.model.check_tokens(self.tokens[idx]))
+
+        def done(values):
+            self.x[idx] = values[0]
+        return self._read([self.model.embed(self.model.check_tokens(self.tokens[idx]))], done)
 
     def op_load_conv(self, l):
-        pass                                              # the starting window goes with conv[l,0]
+        def done(values):
+            self.v["start_conv", l] = values[0]
+        return self._read([self.state.conv[l]], done, state=True)
 
-    op_load_ssm = op_load_conv
+    def op_load_ssm(self, l):
+        def done(values):
+            self.v["start_ssm", l] = values[0]
+        return self._read([self.state.ssm[l]], done, state=True)
+
+    def _nodes(self, t):
+        return list(enumerate(range(len(self.tokens))[self.idx[t]]))
 
     def op_store(self, l, t):
-        for k, i in enumerate(range(len(self.tokens))[self.idx[t]]):
-            self.states[i].conv.append(self.v["win", l, t][k])
-            self.states[i].ssm.append(self.v["hs", l, t][k])
+        nodes = self._nodes(t)
+        arrays = [a for k, _ in nodes for a in (self.v["win", l, t][k], self.v["hs", l, t][k])]
+
+        def done(values):
+            for k, i in nodes:
+                self.states[i].conv.append(values[2 * k])
+                self.states[i].ssm.append(values[2 * k + 1])
+        return self._write(arrays, done)
 
     def op_cache(self, l, t):
-        for k, i in enumerate(range(len(self.tokens))[self.idx[t]]):
-            self.caches[i].append((self.v["pre", l, t][k].copy(), self.v["act", l, t][k].copy(),
-                                   tuple(r[k].copy() for r in self.v["inputs", l, t])))
+        nodes = self._nodes(t)
+        inputs = self.v["inputs", l, t]
+        per = 1 + len(inputs)
+        arrays = [a for k, _ in nodes for a in (self.v["pre", l, t][k], *(r[k] for r in inputs))]
+
+        def done(values):
+            for k, i in nodes:
+                got = values[per * k:per * (k + 1)]
+                self.caches[i].append((got[0], self.v["act", l, t][k].copy(), tuple(got[1:])))
+        return self._write(arrays, done)
 
     def op_logits(self, t):
-        pass
+        idx = self.idx[t]
+
+        def done(values):
+            self.logits[idx] = values[0]
+        return self._write([self.v["logits", t]], done)
 
     # --- RMSNorm and softplus units ---------------------------------------------------------
     def _norm(self, key, x, weight, unit="norm"):
@@ -449,13 +504,13 @@ class EnginePass:
         w = self.model.lm_head if self.eng.mamba2 else self.model.w["backbone.embeddings.weight"].T
 
         def done(r):
-            self.logits[self.idx[t]] = r
+            self.v["logits", t] = r
         return self._linear(self.v["hf", t], w, done)
 
     # --- conv and scan units ----------------------------------------------------------------
     def op_conv(self, l, t):
         eng, L, idx = self.eng, self.model.layers[l], self.idx[t]
-        start = self.state.conv[l] if t == 0 else None
+        start = self.v["start_conv", l] if t == 0 else None
         beats, n_o, n_s, decoded = conv_job(eng.conv_cfg, eng.conv_layout, self.ops, L, start, self.v["pre", l, t],
                                             self.src[idx], self.dst[idx], eng.case.get("corrupt_weight"))
 
@@ -474,7 +529,7 @@ class EnginePass:
 
     def op_scan(self, l, t):
         eng, L, idx, v = self.eng, self.model.layers[l], self.idx[t], self.v
-        start = self.state.ssm[l] if t == 0 else None
+        start = self.v["start_ssm", l] if t == 0 else None
         beats, n_o, n_s, decoded = scan_job(eng.scan_cfg, eng.scan_layout, self.ops, L, start, v["u", l, t],
                                             v["dt", l, t], v["z", l, t], v["B", l, t], v["C", l, t],
                                             self.src[idx], self.dst[idx])
@@ -488,24 +543,33 @@ class EnginePass:
         pass
 
     def op_reload(self, l):
-        pass
+        """The layer's starting state and the path's cached inputs, from memory."""
+        per = [[c[l][0], *c[l][2]] for c in self.path]
+
+        def done(values):
+            self.v["re_conv", l], self.v["re_ssm", l] = values[:2]
+            n = len(per[0])
+            self.v["re_path", l] = [(values[2 + n * k], tuple(values[3 + n * k:2 + n * (k + 1)]))
+                                    for k in range(len(per))]
+        return self._read([self.state.conv[l], self.state.ssm[l]] + [a for p in per for a in p], done, state=True)
 
     def op_reconv(self, l):
         eng, L = self.eng, self.model.layers[l]
-        k = len(self.path)
-        pre = np.stack([c[l][0] for c in self.path])
-        beats, n_o, n_s, decoded = conv_job(eng.conv_cfg, eng.conv_layout, self.ops, L, self.state.conv[l], pre,
+        path = self.v["re_path", l]
+        k = len(path)
+        pre = np.stack([c[0] for c in path])
+        beats, n_o, n_s, decoded = conv_job(eng.conv_cfg, eng.conv_layout, self.ops, L, self.v["re_conv", l], pre,
                                             [0] * k, [0] * k, eng.case.get("corrupt_weight"))
 
         def finish(got):
             act, windows = decoded(got["conv_o"], got["conv_s"])
             self.v["act", l] = act
-            self.new.conv[l] = windows[-1]
+            self.v["new_conv", l] = windows[-1]
         return Job({"conv_i": beats}, {"conv_o": n_o, "conv_s": n_s}, finish)
 
     def op_resoftplus(self, l):
         """Mamba-2: the path's cached dt (before its softplus) through the softplus unit again."""
-        dt_raw = np.stack([c[l][2][0] for c in self.path])
+        dt_raw = np.stack([c[1][0] for c in self.v["re_path", l]])
         beats, n, decoded = function_job(dt_raw + self.model.layers[l]["dt_bias"], self.eng.engine.lanes)
 
         def finish(got):
@@ -514,8 +578,9 @@ class EnginePass:
 
     def op_rescan(self, l):
         eng, L, cfg = self.eng, self.model.layers[l], self.model.cfg
-        k, act = len(self.path), self.v["act", l]
-        inputs = tuple(np.stack([c[l][2][j] for c in self.path]) for j in range(len(self.path[0][l][2])))
+        path, act = self.v["re_path", l], self.v["act", l]
+        k = len(path)
+        inputs = tuple(np.stack([c[1][j] for c in path]) for j in range(len(path[0][1])))
         if eng.mamba2:
             di, GN = cfg.intermediate_size, cfg.n_groups * cfg.state_size
             u, dt = act[:, :di], self.v["dt", l]
@@ -523,15 +588,18 @@ class EnginePass:
             C = act[:, di + GN:].reshape(-1, cfg.n_groups, cfg.state_size)
         else:
             u, (dt, B, C) = act, inputs
-        beats, n_o, n_s, decoded = scan_job(eng.scan_cfg, eng.scan_layout, self.ops, L, self.state.ssm[l], u, dt,
+        beats, n_o, n_s, decoded = scan_job(eng.scan_cfg, eng.scan_layout, self.ops, L, self.v["re_ssm", l], u, dt,
                                             np.zeros_like(u), B, C, [0] * k, [0] * k)
 
         def finish(got):
-            self.new.ssm[l] = decoded(got["scan_o"], got["scan_s"])[1][-1]
+            self.v["new_ssm", l] = decoded(got["scan_o"], got["scan_s"])[1][-1]
         return Job({"scan_i": beats}, {"scan_o": n_o, "scan_s": n_s}, finish)
 
     def op_restore(self, l):
-        pass
+        """The layer's new state, to memory: what the memory received is the state kept."""
+        def done(values):
+            self.new.conv[l], self.new.ssm[l] = values
+        return self._write([self.v["new_conv", l], self.v["new_ssm", l]], done)
 
 
 class RTLEngine:
@@ -646,7 +714,7 @@ async def negative_controls(rtl, case, target):
     controls_run = (("model_error", "model_error", "mxu+1"), ("norm_model_error", "model_error", "norm+1"),
                     ("corrupt_weight_word", "corrupt_weight_word", True),
                     ("corrupt_norm_weight", "corrupt_norm_weight", True), ("wrong_parent", "wrong_parent", True),
-                    ("wrong_dependency", "wrong_dependency", True))
+                    ("corrupt_state_word", "corrupt_state_word", True), ("wrong_dependency", "wrong_dependency", True))
     for label, name, value in controls_run:
         rtl.case = dict(case, **{name: value})
         rtl.corrupt_pending = True

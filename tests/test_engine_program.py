@@ -58,7 +58,7 @@ def test_bad_programs_get_one_line_errors():
     with pytest.raises(ValueError, match=r"^engine.program_depth: the step needs \d+ mxu instructions; the sequencer holds 4"):
         compile_program(ops, depth=4)
     with pytest.raises(ValueError, match="not the sequencer's"):
-        compile_program([Op("embed[0]", "rd", 5)])
+        compile_program([Op("accept", "host", 5)])
     with pytest.raises(ValueError, match="output word counts"):
         compile_program([Op("norm[0,0]", "norm", 5)])
     with pytest.raises(ValueError, match="counts up to 15"):

@@ -59,17 +59,19 @@ def test_mamba1_tree_on_rtl_engine_bit_and_cycle_exact(tmp_path):
 def test_negative_controls_are_caught():
     """One pass each (one simulation): a model one cycle off per linear layer, or per norm, fails
     timing only; a flipped weight bit in memory, a flipped bit in a norm weight word on its way
-    to the RMSNorm unit and a wrong parent slot fail the logits; a program with one dependency
+    to the RMSNorm unit, a flipped bit in a starting-state word read from memory and a wrong
+    parent slot fail the logits; a program with one dependency
     count one short makes the RTL sequencer start an operation before its input ended."""
     report = check_engine("mamba1", negative_controls=True)
     c = report["controls"]
     for timing in ("model_error", "norm_model_error"):
         assert c[timing]["timing_mismatches"] > 0 and c[timing]["logit_mismatches"] == 0, c
-    for corrupt in ("corrupt_weight_word", "corrupt_norm_weight"):
+    for corrupt in ("corrupt_weight_word", "corrupt_norm_weight", "corrupt_state_word"):
         assert c[corrupt]["logit_mismatches"] > 0 and c[corrupt]["timing_mismatches"] == 0, c
     assert c["wrong_parent"]["logit_mismatches"] > 0, c
     assert c["wrong_dependency"]["sequencer_errors"] > 0 and c["wrong_dependency"]["logit_mismatches"] == 0, c
-    for label in ("model_error", "norm_model_error", "corrupt_weight_word", "corrupt_norm_weight", "wrong_parent"):
+    for label in ("model_error", "norm_model_error", "corrupt_weight_word", "corrupt_norm_weight", "wrong_parent",
+                  "corrupt_state_word"):
         assert c[label]["sequencer_errors"] == 0, c
     assert not report["protocol_errors"]
 

@@ -12,7 +12,9 @@ The engine (`EngineConfig`) has seven units, each running its operations in prog
   wr    the memory write channel: stored states (store) or cached SSM inputs (recompute), logits
 An operation starts when its unit has finished the one before it and every operation it
 depends on has finished; it then takes a fixed number of cycles (the unit cycle models of
-`perf.gemm` and `perf.ssm`, memory latency plus words over the channel's words per cycle).
+`perf.gemm` and `perf.ssm`; a read: one cycle for the request, the memory latency, then a
+beat of `mem_words` 32-bit words per cycle; a write: a beat per cycle, posted, so the
+memory's latency is not waited on). Embeddings, states, caches and logits move as fp32 words.
 
 The program interleaves tiles so that the linear layers run in parallel with the SSM: with
 jobs j = (layer, tile) in order (the LM head's tiles last), the matrix engine takes in_proj
@@ -142,7 +144,7 @@ def _packed(n, bits):
     return ceil(n * bits / 32)
 
 
-HOST_SIDE_UNITS = ("rd", "wr", "host")
+HOST_SIDE_UNITS = ("host",)
 
 
 @dataclass
@@ -166,8 +168,11 @@ class _Program:
         self._num, self._den = rate.numerator, rate.denominator
 
     def mem(self, name, unit, words, deps=()):
+        """A transfer on a memory channel: a read (rd) waits one cycle for its request and the
+        latency, a write (wr) is posted; then ceil(words / rate) beats."""
         beats = -(-words * self._den // self._num)                     # ceil(words / rate), exactly
-        return self.add(name, unit, self.engine.mem_latency + beats, deps, words)
+        cycles = beats if unit == "wr" else 1 + self.engine.mem_latency + beats
+        return self.add(name, unit, cycles, deps, words, outputs=(beats,))
 
     def linear(self, name, M, K, N, deps, epilogue=0):
         """A linear layer on the matrix engine, its K x N weights streamed over the weight
@@ -219,9 +224,9 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
     parents first), in program order. `backtrack` store | recompute | hybrid; `path` the
     number of nodes on the accepted path (root included: accepted draft tokens + 1), needed by
     recompute, which re-runs them on the conv and scan units after the host has accepted.
-    `host_side`: the co-simulation's split (`sim/tb_mamba_engine.py`): memory transfers and the
-    result-stream adds (biases, residual) on the host, in zero cycles; the matrix engine, conv,
-    scan, norm and softplus units as the RTL runs them. `mem_rate`, `weight_bits`: as `linear_cycles` takes them (the
+    `host_side`: the co-simulation's split (`sim/tb_mamba_engine.py`): the result-stream adds
+    (biases, residual) and the acceptance on the host, in zero cycles; the matrix engine, conv,
+    scan, norm and softplus units and the memory channels as the RTL runs them. `mem_rate`, `weight_bits`: as `linear_cycles` takes them (the
     system model's board memory and weight format). `sequences`: the tree holds that many
     independent sequences (a batch), each with its own starting state to load per layer.
     `lm_head=False` leaves out the final norm, the LM head and the logits (a host that runs them,
@@ -254,7 +259,7 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
     fu_out = lambda T: (ceil(T * dt_words / engine.lanes),)
 
     for t, T in enumerate(tiles):
-        p.mem(f"embed[{t}]", "rd", _packed(T * d, engine.fma.in_f.width))
+        p.mem(f"embed[{t}]", "rd", T * d)                         # the residual stream starts in fp32
     p.mem("load_conv[0]", "rd", sequences * dims.conv_dim * (dims.kernel - 1))
     p.mem("load_ssm[0]", "rd", sequences * di * N)
 

@@ -4,8 +4,8 @@
 queue per RTL unit and starts an operation once, for every other queue, enough of that
 queue's operations have ended (its `need` counts). `compile_program` turns the operations into
 those instructions: a dependency on the k-th operation of a queue becomes "that queue has
-ended k + 1", and the host's zero-cycle work (memory transfers and adds in the co-simulation,
-units `rd`, `wr`, `host`) folds away: an operation waiting on host work waits on what that host
+ended k + 1", and the host's zero-cycle work (the acceptance and the result-stream adds in the
+co-simulation, unit `host`) folds away: an operation waiting on host work waits on what that host
 work waited on (and on the host unit's earlier work, which it runs in order). `program_spans`
 runs the instructions with the sequencer's rule in closed form; it equals `step_cycles` of
 the operations it came from (tests/test_engine_program.py).
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 __all__ = ["QUEUES", "Instruction", "compile_program", "program_spans", "queue_targets"]
 
-QUEUES = ("mxu", "conv", "scan", "norm", "fu")
+QUEUES = ("mxu", "conv", "scan", "norm", "fu", "rd", "wr")
 
 
 def queue_targets(mamba2):
@@ -25,7 +25,7 @@ def queue_targets(mamba2):
     an instruction's word counts). The norm queue's second target is Mamba-2's gated norm."""
     norm = [("norm_o",), ("gnorm_o",)] if mamba2 else [("norm_o",)]
     return {"mxu": [("mxu_r_out",)], "conv": [("conv_o", "conv_s")], "scan": [("scan_o", "scan_s")],
-            "norm": norm, "fu": [("fu_o",)]}
+            "norm": norm, "fu": [("fu_o",)], "rd": [("rd_buf",)], "wr": [("wr_mem",)]}
 
 
 @dataclass(frozen=True)
