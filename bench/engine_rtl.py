@@ -1,8 +1,10 @@
 """The Mamba engine measured on the RTL (`make bench`): speculative generation of the micro models
-on the composed engine (`sim/engine_check.py`: linear layers on the matrix engine with weights from
-the memory model, conv and scan on the tree-mode units, the host as sequencer), for several token
-trees and tile sizes against plain decode. Per run: cycles per verification, cycles per generated
-token, the overlap of the matrix engine with the scan unit, and the cycle model's prediction of the
+on the composed engine (`sim/engine_check.py`: the RTL sequencer starting every operation; linear
+layers on the matrix engine with weights from the memory model, conv and scan on the tree-mode
+units, embeddings, states and logits through the memory channels), for several token trees and
+tile sizes against plain decode. Per run: cycles per verification, cycles per generated token,
+the overlap of the matrix engine with the scan unit, the program's length (instructions, and the
+cycles to write it into the sequencer before the step), and the cycle model's prediction of the
 same passes (equal, or the run fails).
 
 Writes out/bench/engine_rtl.{json,md} and out/bench/engine_rtl.png.
@@ -46,7 +48,9 @@ def main():
                      "cycles_per_verification": verify / r["verifications"],
                      "cycles_per_token": r["measured_cycles"] / r["tokens"],
                      "predicted_cycles": r["predicted_cycles"], "measured_cycles": r["measured_cycles"],
-                     "overlap_fraction": r["overlap"] / verify, "seconds": time.perf_counter() - t0})
+                     "overlap_fraction": r["overlap"] / verify,
+                     "program_words": sum(r["program_words"]) / len(r["program_words"]),
+                     "load_cycles": sum(r["load_cycles"]) / len(r["load_cycles"]), "seconds": time.perf_counter() - t0})
         print(f"[{i + 1}/{len(RUNS)}] {family} {tname:8s} tile {tile}: {rows[-1]['cycles_per_token']:,.0f} cycles/token "
               f"(measured {r['measured_cycles']:,} = predicted {r['predicted_cycles']:,}), overlap "
               f"{rows[-1]['overlap_fraction']:.3f}, {rows[-1]['seconds']:.0f} s", flush=True)
@@ -56,11 +60,13 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "engine_rtl.json").write_text(json.dumps({"engine": str(MICRO_ENGINE), "runs": rows}, indent=1))
     lines = ["| family | tree | tile | nodes / verification | verifications | cycles / verification | "
-             "cycles / token | speedup vs decode | overlap | measured = predicted |", "|---" * 10 + "|"]
+             "cycles / token | speedup vs decode | overlap | program (load cycles) | measured = predicted |",
+             "|---" * 11 + "|"]
     for r in rows:
         lines.append(f"| {r['family']} | {r['tree']} | {r['tile']} | {r['nodes_per_verification']:.0f} | "
                      f"{r['verifications']} | {r['cycles_per_verification']:,.0f} | {r['cycles_per_token']:,.0f} | "
                      f"{r['speedup_vs_decode']:.2f} | {r['overlap_fraction']:.3f} | "
+                     f"{r['program_words']:.0f} ({r['load_cycles']:.0f}) | "
                      f"{r['measured_cycles']:,} = {r['predicted_cycles']:,} |")
     (OUT / "engine_rtl.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

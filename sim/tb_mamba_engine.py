@@ -292,6 +292,11 @@ class Sequencer:
                     self._start(q, self.waiting.pop(q), now)
                 continue
             s = self.issue[q]
+            if self.bus.backpressure:                      # the data mover is not always free to take an issue
+                take = not self.bus.tb.rng.random() < self.bus.backpressure
+                s.ready.value = int(take)
+                if not take:
+                    continue
             if not int(s.valid.value):
                 continue
             index = int(s.payload.value)

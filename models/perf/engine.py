@@ -454,6 +454,12 @@ def engine_perf(engine: EngineConfig, dims: ModelDims, parent, backtrack="store"
            "busy": sched["busy"], "memory_words": {u: sum(o.words for o in ops if o.unit == u) for u in UNITS
                                                    if any(o.unit == u and o.words for o in ops)},
            "operations": len(ops)}
+    # the RTL sequencer's program: written one instruction a cycle (and a start per phase) before
+    # the step, not counted in its cycles
+    from specmx.models.perf.engine_program import QUEUES
+    phases = {o.phase for o in ops}
+    out["program_instructions"] = sum(o.unit in QUEUES for o in ops)
+    out["program_load_cycles"] = out["program_instructions"] + len(phases)
     if clock_mhz:
         out["tokens_per_s"] = clock_mhz * 1e6 / out["cycles_per_token"]
         out["decode_tokens_per_s"] = clock_mhz * 1e6 / decode

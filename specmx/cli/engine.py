@@ -3,6 +3,7 @@ step and for plain decode, for any model size, in milliseconds; and speculative 
 the RTL engine (`hdl.mamba_engine`) against the golden run and that cycle model."""
 
 import json
+import sys
 from pathlib import Path
 
 from specmx.cli.common import UsageError, add_spec_option, design, int_list, print_table, write_json
@@ -230,6 +231,9 @@ def cmd_synth(args):
     lut_cap, dsp_cap = ECP5_DEVICES["85k"]
     result["fits_ecp5_85f"] = bool(luts <= lut_cap and dsps <= dsp_cap and figures["ecp5_bram"] <= 208)
     result["ecp5_85f_lut_share"] = round(luts / lut_cap, 3)
+    if args.fmax and result.get("fmax_mhz") is None:
+        print("note: no Fmax: the engine does not fit the largest ECP5 (85k) with 20% headroom for place and route",
+              file=sys.stderr)
     name = f"synth_engine_{Path(args.model).name}_{engine.rows}x{engine.cols}_l{engine.lanes}.json"
     return save_result(result, Path(args.out) / name, args.json)
 
