@@ -38,7 +38,7 @@ import numpy as np
 
 from specmx.models.formats import FORMATS, decode, encode
 
-__all__ = ["FUNCTIONS", "evaluate", "reference", "unpack", "pack", "horner", "segment_table", "exhaustive_error",
+__all__ = ["FUNCTIONS", "fadd_chain", "evaluate", "reference", "unpack", "pack", "horner", "segment_table", "exhaustive_error",
            "Q", "LOG2E_Q31", "SATURATE_EXP"]
 
 from specmx.models.function_tables import (CANONICAL_NAN, FUNCTIONS, LOG2E_Q31, ONE, Q,  # noqa: F401
@@ -208,3 +208,17 @@ def exhaustive_error(name, chunk=1 << 20, progress=None):
         if progress and ((start + chunk) * 16) % (1 << 32) == 0:
             progress((start + chunk) / 2 ** 32, worst)
     return {"max_ulp": worst, "mean_ulp": total / count, "measured": count}
+
+
+def fadd_chain(words):
+    """The engine's fp32 add chain (`hdl.fadd.FAddChain`): words [..., k] fp32 bit patterns ->
+    ((w0 + w1) + w2) + ... as numpy float32 additions (IEEE binary32, round to nearest even,
+    subnormals kept), any NaN result as the canonical quiet NaN 0x7FC00000. Returns int64 words."""
+    w = np.asarray(words, dtype=np.int64)
+    f = w.astype(np.uint32).view(np.float32)
+    acc = f[..., 0].copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(1, w.shape[-1]):
+            acc = (acc + f[..., k]).astype(np.float32)
+    out = acc.view(np.uint32).astype(np.int64)
+    return np.where(np.isnan(acc), CANONICAL_NAN, out)

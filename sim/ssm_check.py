@@ -9,13 +9,15 @@ import numpy as np
 from specmx.models import function_units as fu
 from specmx.models.config import SSMConfig
 from specmx.models.formats import encode
-from specmx.models.perf.ssm import conv_cycles, function_unit_cycles, rmsnorm_cycles, scan_cycles
+from specmx.models.perf.ssm import conv_cycles, fadd_cycles, function_unit_cycles, rmsnorm_cycles, scan_cycles
 from specmx.models.ssm_numerics import HardwareOps, conv_stream, rmsnorm_stream, scan_slots_stream, scan_stream
 from specmx.models.ssm_stimulus import scan_vectors
 from specmx.sim.runner import build_root, run_cocotb, to_verilog
+from specmx.sim.streams import pack_lanes
 
 __all__ = ["function_vectors", "check_function", "conv_vectors", "check_conv", "scan_vectors", "check_scan",
-           "scan_tree_vectors", "check_scan_tree", "conv_tree_vectors", "check_conv_tree", "rmsnorm_vectors", "check_rmsnorm", "pack_beats", "EDGES"]
+           "scan_tree_vectors", "check_scan_tree", "conv_tree_vectors", "check_conv_tree", "rmsnorm_vectors", "check_rmsnorm", "pack_beats", "EDGES",
+           "fadd_vectors", "check_fadd"]
 
 # Range edges of the fp32 function units: zeros, the smallest/largest subnormal and normal, one,
 # the saturation threshold 128 and its neighbours, exp's overflow/underflow thresholds, inf, NaN.
@@ -41,11 +43,12 @@ def _rtl(toplevel, *args):
     """The component of a unit (`toplevel` names it: fu, conv, scan, rmsnorm, conv_tree,
     scan_tree) built from `args`, and its Verilog, converted once per design."""
     from specmx.hdl.conv import ConvUnit            # keep Amaranth out of model-only imports
+    from specmx.hdl.fadd import FAddChain
     from specmx.hdl.function_unit import FunctionUnit
     from specmx.hdl.rmsnorm import RMSNormUnit
     from specmx.hdl.scan import ScanUnit
     make = {"fu": FunctionUnit, "conv": ConvUnit, "conv_tree": ConvUnit, "scan": ScanUnit, "scan_tree": ScanUnit,
-            "rmsnorm": RMSNormUnit}[toplevel]
+            "rmsnorm": RMSNormUnit, "fadd": FAddChain}[toplevel]
     rtl = make(*args)
     return rtl, to_verilog(rtl, toplevel)
 
@@ -113,6 +116,39 @@ def check_function(name, inputs=None, lanes=1, simulator="verilator", seed=0, id
     report = _run_stream_unit(rtl, verilog, "fu", words, expected, lanes, simulator, seed,
                               idle, backpressure, waves)
     return _judged(report, cycle_model(names or name, len(words), report["starved"], report["held"], lanes))
+
+
+def fadd_vectors(n, adders, seed=0):
+    """[words, adders + 1] fp32 operands of an add chain: uniformly random 32-bit patterns;
+    operands close in magnitude with opposite signs (cancellation); subnormals; neighbours a few
+    ulps apart; and every pair of the range edges (`EDGES`, the other addends random)."""
+    rng = np.random.default_rng(seed)
+    k = adders + 1
+    word = lambda size: rng.integers(0, 1 << 32, size, dtype=np.int64)
+    base = word((n, 1))
+    parts = [word((n, k)),
+             base ^ (rng.integers(0, 1 << 8, (n, k)) | (rng.integers(0, 2, (n, k)) << 31)),
+             rng.integers(0, 1 << 24, (n, k), dtype=np.int64) | (rng.integers(0, 2, (n, k)) << 31),
+             (base + rng.integers(-3, 4, (n, k))) & 0xFFFFFFFF]
+    ea, eb = (g.reshape(-1, 1) for g in np.meshgrid(EDGES, EDGES))
+    parts.append(np.concatenate([ea, eb, word((ea.size, k - 2))], axis=1))
+    return np.concatenate(parts)
+
+
+def check_fadd(lanes=1, adders=2, n=4000, simulator="verilator", seed=0, idle=0.0, backpressure=0.0, corrupt=0,
+               waves=None, cycle_model=fadd_cycles):
+    """Simulate an fp32 add chain (`hdl.fadd.FAddChain(lanes, adders)`) on `fadd_vectors` and
+    compare every sum, bit for bit, with numpy's float32 adds (`fadd_chain`; NaN canonical) and
+    the measured cycles with the cycle model. `corrupt`, `cycle_model`: negative controls."""
+    operands = fadd_vectors(n, adders, seed)
+    operands = np.concatenate([operands, np.zeros((-len(operands) % lanes, adders + 1), dtype=np.int64)])
+    expected = _corrupt(fu.fadd_chain(operands), corrupt, seed)
+    beats = pack_lanes(operands.reshape(-1, lanes * (adders + 1)), 32)       # lane 0's x lowest
+    beat_limbs = _limbs(beats, 32 * (adders + 1) * lanes)
+    rtl, verilog = _rtl("fadd", lanes, adders)
+    report = _run_stream_unit(rtl, verilog, "fadd", operands[:, 0], expected, lanes, simulator, seed, idle,
+                              backpressure, waves, beat_limbs=beat_limbs)
+    return _judged(report, cycle_model(len(operands), adders, report["starved"], report["held"], lanes))
 
 
 def conv_vectors(ssm: SSMConfig, tokens, seed=0, corners=True):

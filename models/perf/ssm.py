@@ -9,7 +9,7 @@ output transfer, both included.
 
 from dataclasses import dataclass
 
-__all__ = ["FUNCTION_LATENCY", "UnitCycles", "function_unit_cycles", "conv_latency", "conv_cycles",
+__all__ = ["FUNCTION_LATENCY", "UnitCycles", "function_unit_cycles", "fadd_cycles", "conv_latency", "conv_cycles",
            "tree_levels", "scan_latency", "scan_beats", "scan_cycles", "RMSNORM_NORM_CYCLES", "RMSNORM_OUT_LATENCY",
            "rmsnorm_cycles"]
 
@@ -39,6 +39,16 @@ def function_unit_cycles(name, n, starved=0, held=0, lanes=1):
     if n < 1:
         raise ValueError(f"n: must be >= 1, got {n}")
     busy = -(-n // lanes) + max(FUNCTION_LATENCY[one] for one in names)
+    return UnitCycles(busy + starved + held, busy, starved, held)
+
+
+def fadd_cycles(n, adders, starved=0, held=0, lanes=1):
+    """n words through an fp32 add chain (`hdl.fadd.FAddChain`, one registered adder per
+    addend) with `lanes` words per beat: ceil(n / lanes) beats + `adders` cycles, plus one per
+    bubble and stall."""
+    if n < 1 or adders < 1:
+        raise ValueError(f"n, adders: must be >= 1, got {n}, {adders}")
+    busy = -(-n // lanes) + adders
     return UnitCycles(busy + starved + held, busy, starved, held)
 
 

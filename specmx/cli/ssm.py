@@ -14,7 +14,8 @@ from specmx.spec import with_fields
 
 __all__ = ["register", "UNITS"]
 
-UNITS = FUNCTIONS + ("conv", "scan", "rmsnorm")
+UNITS = FUNCTIONS + ("conv", "scan", "rmsnorm", "fadd")
+FADD_ADDERS = 2          # the engine's result-stream add chain (hdl.fadd.FAddChain)
 
 
 def ssm_from_args(args):
@@ -65,7 +66,7 @@ def norm_length(ssm):
 
 
 def cmd_check(args):
-    from specmx.sim.ssm_check import check_conv, check_function, check_rmsnorm, check_scan, function_vectors
+    from specmx.sim.ssm_check import check_conv, check_fadd, check_function, check_rmsnorm, check_scan, function_vectors
     ssm = ssm_from_args(args)
     _unit_shape(args, ssm)
     bounded("vectors", args.vectors, 0, 10_000_000)
@@ -85,6 +86,9 @@ def cmd_check(args):
         lanes = 1
         report = check_rmsnorm(ssm.fma, norm_length(ssm), args.tokens, args.eps, args.sim, args.seed,
                                args.idle, args.backpressure, waves=args.waves or None)
+    elif args.unit == "fadd":
+        report = check_fadd(ssm.lanes, FADD_ADDERS, max(1, args.vectors), args.sim, args.seed, args.idle,
+                            args.backpressure, waves=args.waves or None)
     else:
         words = function_vectors(random=args.vectors, seed=args.seed)
         report = check_function(args.unit, words, ssm.lanes, args.sim, args.seed, args.idle,
@@ -124,6 +128,9 @@ def unit_rtl(unit, ssm, eps=1e-5):
     if unit == "rmsnorm":
         from specmx.hdl.rmsnorm import RMSNormUnit
         return RMSNormUnit(ssm.fma, norm_length(ssm), eps)
+    if unit == "fadd":
+        from specmx.hdl.fadd import FAddChain
+        return FAddChain(ssm.lanes, FADD_ADDERS)
     from specmx.hdl.function_unit import FunctionUnit
     return FunctionUnit(unit, ssm.lanes)
 
@@ -147,7 +154,9 @@ def register(nouns, formatter):
                          formatter_class=formatter)
     _add_unit_options(p)
     p.add_argument("--vectors", type=int, default=4000, metavar="N",
-                   help="function units: random fp32 words on top of every bf16 input and the range edges")
+                   help="function units: random fp32 words on top of every bf16 input and the range edges; "
+                        "fadd: operand groups of each kind (random, cancelling, subnormal, neighbours) on top "
+                        "of every pair of range edges")
     p.add_argument("--tokens", type=int, default=24, metavar="N",
                    help="conv, scan: tokens in the stream (random values with corner tokens); "
                         "rmsnorm: vectors")
