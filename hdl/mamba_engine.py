@@ -1,6 +1,8 @@
-"""The Mamba engine: the streaming matrix engine for the linear layers, the conv and scan units
-in tree mode for the SSM, the RMSNorm unit and the softplus unit, and the sequencer that runs a
-verification step's program on them (`hdl.sequencer`), one component behind stream ports.
+"""The Mamba engine: the streaming matrix engine for the linear layers with fp32 adders on its
+results (biases, the residual), the conv and scan units in tree mode for the SSM, the RMSNorm
+unit, the softplus unit behind an fp32 adder (dt's bias), the memory channels, and the
+sequencer that runs a verification step's program on them (`hdl.sequencer`), one component
+behind stream ports.
 
 The host writes the step's program (`models.perf.engine_program.compile_program` of
 `models.perf.engine.step_ops`) into the sequencer over `seq_cmd`, one instruction a cycle, and
@@ -9,19 +11,22 @@ the cycle after the unit's previous operation and the operations it depends on h
 counts the unit's output words to see it end, and lets a unit's input streams pass words only
 while one of its operations runs. The data mover that feeds the operations (the external memory:
 weights on their own channel, embeddings, starting and stored states; the on-chip activation
-buffers; the bias and residual adds) is the host's in the co-simulation
+buffers) is the host's in the co-simulation
 (`sim/tb_mamba_engine.py`), which drives these ports:
   seq_cmd, seq_issue_<queue>, seq_ended, seq_running, seq_finished, seq_error   the sequencer
-  mxu_cmd, mxu_a_in, mxu_b_in, mxu_r_out, mxu_busy   the matrix engine (`hdl.stream_gemm`):
+  mxu_cmd, mxu_a_in, mxu_b_in, mxu_add, mxu_r_out, mxu_busy   the matrix engine (`hdl.stream_gemm`):
       A = a tile of node activations, B = a weight matrix streamed from memory; its C0 input
-      is tied to +0 here (a linear layer accumulates from +0, `HardwareOps.linear`)
+      is tied to +0 here (a linear layer accumulates from +0, `HardwareOps.linear`); each
+      result word r leaves as (r + a1) + a2 through two fp32 adders (`hdl.fadd`), a1 and a2
+      from mxu_add (64 bits a lane: a bias, the residual, or -0 for none)
   conv_i, conv_o, conv_s    the conv unit in tree mode (`hdl.conv`), `state_slots` slots
   scan_i, scan_o, scan_s    the scan unit in tree mode (`hdl.scan`), `state_slots` slots
   norm_i, norm_o            the RMSNorm unit (`hdl.rmsnorm`) over d_model: each layer's norm and
                             the final norm
   gnorm_i, gnorm_o          Mamba-2 only: the RMSNorm unit over d_inner / groups, the gated norm
                             (the norm queue's second target: the sequencer runs one at a time)
-  fu_i, fu_o                the softplus unit (`hdl.function_unit`), `lanes` words per beat: dt
+  fu_i, fu_o                the softplus unit (`hdl.function_unit`), `lanes` words per beat:
+                            softplus(dt + dt_bias), the add on an fp32 adder (64 bits a lane in)
   rd_mem -> rd_buf          the memory read channel, `mem_words` 32-bit words a beat: embeddings,
                             starting states, recompute's reloads, from the external memory to the
                             on-chip buffers
@@ -31,12 +36,13 @@ buffers; the bias and residual adds) is the host's in the co-simulation
 
 from dataclasses import replace
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from specmx.hdl.compose import connect_prefixed, prefixed_members
 from specmx.hdl.conv import ConvUnit
+from specmx.hdl.fadd import FAddChain
 from specmx.hdl.function_unit import FunctionUnit
 from specmx.hdl.rmsnorm import RMSNormUnit
 from specmx.hdl.scan import ScanUnit
@@ -49,11 +55,11 @@ from specmx.models.perf.engine_program import queue_targets
 __all__ = ["MambaEngine", "engine_gemm", "INPUTS_OF"]
 
 # the input streams of each sequencer target (queue, target index)
-INPUTS_OF = {("mxu", 0): ("mxu_cmd", "mxu_a_in", "mxu_b_in"), ("conv", 0): ("conv_i",), ("scan", 0): ("scan_i",),
+INPUTS_OF = {("mxu", 0): ("mxu_cmd", "mxu_a_in", "mxu_b_in", "mxu_add"), ("conv", 0): ("conv_i",), ("scan", 0): ("scan_i",),
              ("norm", 0): ("norm_i",), ("norm", 1): ("gnorm_i",), ("fu", 0): ("fu_i",),
              ("rd", 0): ("rd_mem",), ("wr", 0): ("wr_buf",)}
 CHANNELS = (("rd_mem", "rd_buf"), ("wr_buf", "wr_mem"))      # the memory channels: (in, out)
-INTERNAL = ("mxu_c_in", "seq_taps", "seq_gate")
+INTERNAL = ("mxu_c_in", "mxu_r_out", "seq_taps", "seq_gate", "fu_i", "adds_i", "adds_o", "dt_add_i", "dt_add_o")
 
 
 def engine_gemm(engine: EngineConfig, dims: ModelDims):
@@ -78,14 +84,19 @@ class MambaEngine(wiring.Component):
         self.units = {"mxu": self.mxu, "conv": ConvUnit(conv, engine.state_slots),
                       "scan": ScanUnit(scan, engine.state_slots),
                       "norm": RMSNormUnit(engine.fma, dims.d_model, dims.eps),
-                      "fu": FunctionUnit("softplus", engine.lanes)}
+                      "fu": FunctionUnit("softplus", engine.lanes),
+                      "adds": FAddChain(engine.cols, 2),            # the result stream's bias and residual adds
+                      "dt_add": FAddChain(engine.lanes, 1)}         # dt + dt_bias before the softplus
         if dims.family == "mamba2":
             self.units["gnorm"] = RMSNormUnit(engine.fma, dims.d_inner // dims.groups, dims.eps)
         self.sequencer = self.units["seq"] = StepSequencer(queue_targets(dims.family == "mamba2"),
                                                            engine.program_depth)
         beat = stream.Signature(32 * engine.mem_words)
         super().__init__({**prefixed_members(self.units, skip=INTERNAL), "rd_mem": In(beat), "rd_buf": Out(beat),
-                          "wr_buf": In(beat), "wr_mem": Out(beat)})
+                          "wr_buf": In(beat), "wr_mem": Out(beat),
+                          "mxu_add": In(stream.Signature(64 * engine.cols)),
+                          "mxu_r_out": Out(stream.Signature(32 * engine.cols)),
+                          "fu_i": In(stream.Signature(64 * engine.lanes))})
 
     def elaborate(self, platform):
         m = Module()
@@ -94,6 +105,17 @@ class MambaEngine(wiring.Component):
                  if key in seq.gate_index for name in names}
         connect_prefixed(m, self, self.units, skip=INTERNAL, gates=gates)
         m.d.comb += [self.mxu.c_in.valid.eq(1), self.mxu.c_in.payload.eq(0)]
+        # each result word r with its two addends: (r + a1) + a2
+        r, add, adds, on = self.mxu.r_out, self.mxu_add, self.units["adds"], gates["mxu_add"]
+        m.d.comb += [adds.i.valid.eq(r.valid & add.valid & on), r.ready.eq(adds.i.ready & add.valid & on),
+                     add.ready.eq(adds.i.ready & r.valid & on),
+                     adds.i.payload.eq(Cat(*(Cat(r.payload[k], add.payload[64 * k:64 * k + 64])
+                                            for k in range(self.engine.cols))))]
+        wiring.connect(m, adds.o, wiring.flipped(self.mxu_r_out))
+        dt_add, on = self.units["dt_add"], gates["fu_i"]      # fu_i: per lane dt, then its bias
+        m.d.comb += [dt_add.i.valid.eq(self.fu_i.valid & on), self.fu_i.ready.eq(dt_add.i.ready & on),
+                     dt_add.i.payload.eq(self.fu_i.payload)]
+        wiring.connect(m, dt_add.o, self.units["fu"].i)
         for src, dst in CHANNELS:                          # a beat per cycle while a transfer runs
             on = gates[src]
             m.d.comb += [getattr(self, dst).payload.eq(getattr(self, src).payload),

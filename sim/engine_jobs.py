@@ -98,15 +98,20 @@ def scan_job(cfg, layout, ops, L, start, u, dt, z, B, C, src, dst):
     return beats, n * cfg.d_inner, n * per_node, decoded
 
 
-def linear_job(gemm, ops, x, weight_t):
-    """Matrix engine run of `ops.linear(x, weight_t)` (x [M, K], weight_t [K, N]): the A beats
-    (x as operands), the B beats (the weights, served by the memory model), the number of result
+def linear_job(gemm, ops, x, weight_t, adds=(None, None)):
+    """Matrix engine run of `ops.linear(x, weight_t)` (x [M, K], weight_t [K, N]) followed by the
+    engine's two result adds, (r + adds[0]) + adds[1] (each broadcast to [M, N]; None: -0, which
+    leaves every word as it is): the A beats (x as operands), the B beats (the weights, served
+    by the memory model), the addend beats (per lane a1 low, a2 high), the number of result
     beats and decode(results) -> [M, N] float32 (C0 is +0 on chip)."""
     a_words, w_words = bf16(ops, x), bf16(ops, weight_t)
     M, N = a_words.shape[0], w_words.shape[1]
     a, b, _ = stream_beats(gemm, a_words, w_words, np.zeros((M, N), dtype=np.int64))
     width = gemm.fma.in_f.width
     count = len(result_beats(gemm, np.zeros((M, N)))[0])
+    addend = [result_beats(gemm, encode(np.broadcast_to(np.float32(-0.0) if v is None else np.asarray(v, np.float32),
+                                                         (M, N)).astype(np.float64), "fp32"))[0] for v in adds]
+    add_beats = pack_lanes(addend[0].astype(np.uint64) | (addend[1].astype(np.uint64) << np.uint64(32)), 64)
 
     def decoded(results):
         words = words_of(results, 32, gemm.cols)
@@ -118,7 +123,7 @@ def linear_job(gemm, ops, x, weight_t):
             row += top - m0
         return decode(out[:, :N], "fp32").astype(np.float32)
 
-    return pack_lanes(a, width), pack_lanes(b, width), b.shape[1], count, decoded
+    return pack_lanes(a, width), pack_lanes(b, width), b.shape[1], add_beats, count, decoded
 
 
 def norm_job(ops, x, weight):
@@ -136,20 +141,28 @@ def norm_job(ops, x, weight):
     return beats, x.size, decoded
 
 
-def function_job(x, lanes):
+def function_job(x, lanes, bias=None):
     """Function unit run over the words of x (any shape, in C order), `lanes` words per beat, the
-    last beat padded with +0. Returns (input beats, output beats, decode(o) -> x's shape, float32)."""
+    last beat padded with +0. With `bias` (broadcast to x), each lane carries x and its bias
+    (64 bits, x low): the engine's softplus unit takes f(x + bias). Returns (input beats, output
+    beats, decode(o) -> x's shape, float32)."""
     x = np.asarray(x, np.float32)
     words = encode(x.astype(np.float64), "fp32").reshape(-1)
+    bits = 32
+    if bias is not None:
+        b = np.broadcast_to(np.asarray(bias, np.float32), x.shape)
+        high = encode(b.astype(np.float64), "fp32").reshape(-1).astype(np.uint64) << np.uint64(32)
+        words = words.astype(np.uint64) | high                # unsigned: a sign bit up top stays a bit
+        bits = 64
     rows = -(-words.size // lanes)
-    padded = np.zeros(rows * lanes, dtype=np.int64)
+    padded = np.zeros(rows * lanes, dtype=words.dtype)
     padded[:words.size] = words
 
     def decoded(outs):
         got = words_of(outs, 32, lanes).reshape(-1)[:words.size]
         return decode(got.reshape(x.shape), "fp32").astype(np.float32)
 
-    return pack_lanes(padded.reshape(rows, lanes), 32), rows, decoded
+    return pack_lanes(padded.reshape(rows, lanes), bits), rows, decoded
 
 
 def channel_job(arrays, words_per_beat):

@@ -2,10 +2,11 @@
 Mamba model with every linear layer on the RTL matrix engine (weights from the external memory
 model, `mem_latency` and `mem_words` of the spec), every conv and SSM step on the RTL conv and
 scan units in tree mode, every RMSNorm (Mamba-2's gated norm too) on the RTL RMSNorm unit, every
-dt softplus on the RTL function unit, every embedding, starting state, stored state, cache,
-logit and restored state through the RTL's memory channels (reads served by the memory model
-with its latency and bandwidth, writes taken a beat per cycle), and the bias and residual adds
-on the host.
+dt softplus on the RTL function unit (its bias added by the RTL's fp32 adder before it), every
+bias and residual add on the RTL's two fp32 adders on the matrix engine's result stream, and
+every embedding, starting state, stored state, cache, logit and restored state through the
+RTL's memory channels (reads served by the memory model with its latency and bandwidth, writes
+taken a beat per cycle). The host only moves data.
 
 The RTL sequencer runs each step: the host compiles the step's program (`perf.engine.step_ops`
 with `host_side=True`, `perf.engine_program.compile_program`), writes it over `seq_cmd` and
@@ -51,7 +52,7 @@ from specmx.sim.engine_jobs import (channel_job, conv_job, function_job, linear_
 from specmx.sim.streams import TB, memory_ready_cycle, write_report
 from specmx.sim.tree_ssm_check import build_models
 
-INPUTS = {"mxu": ("mxu_cmd", "mxu_a_in", "mxu_b_in"), "conv": ("conv_i",), "scan": ("scan_i",), "norm": ("norm_i",),
+INPUTS = {"mxu": ("mxu_cmd", "mxu_a_in", "mxu_b_in", "mxu_add"), "conv": ("conv_i",), "scan": ("scan_i",), "norm": ("norm_i",),
           "fu": ("fu_i",), "rd": ("rd_mem",), "wr": ("wr_buf",), "seq": ("seq_cmd",)}
 OUTPUTS = {"mxu": ("mxu_r_out",), "conv": ("conv_o", "conv_s"), "scan": ("scan_o", "scan_s"), "norm": ("norm_o",),
            "fu": ("fu_o",), "rd": ("rd_buf",), "wr": ("wr_mem",), "seq": ()}
@@ -444,7 +445,7 @@ class EnginePass:
 
     def op_softplus(self, l, t):
         L, v = self.model.layers[l], self.v
-        beats, n, decoded = function_job(v["dt_raw", l, t] + L["dt_bias"], self.eng.engine.lanes)
+        beats, n, decoded = function_job(v["dt_raw", l, t], self.eng.engine.lanes, bias=L["dt_bias"])
 
         def finish(got):
             v["dt", l, t] = decoded(got["fu_o"])
@@ -456,9 +457,11 @@ class EnginePass:
         return Job({"fu_i": beats}, {"fu_o": n}, finish)
 
     # --- matrix engine ------------------------------------------------------------------------
-    def _linear(self, x, weight_t, done):
+    def _linear(self, x, weight_t, done, adds=(None, None)):
+        """A linear layer, its results through the engine's two result adders: (r + adds[0]) +
+        adds[1] (None: -0, no add)."""
         eng = self.eng
-        a, b, beat_words, count, decoded = linear_job(eng.gemm, self.ops, x, weight_t)
+        a, b, beat_words, add_beats, count, decoded = linear_job(eng.gemm, self.ops, x, weight_t, adds)
         if eng.case.get("corrupt_weight_word") and eng.corrupt_pending:
             b = list(b)
             b[0] ^= 1 << 3                                  # one bit of one weight word in memory
@@ -466,7 +469,7 @@ class EnginePass:
         M, K, N = x.shape[0], x.shape[1], weight_t.shape[1]
         cmd = M | (N << eng.cmd_widths[0]) | (K << (eng.cmd_widths[0] + eng.cmd_widths[1]))
         rate = max(1, eng.engine.mem_words * 32 // eng.gemm.fma.in_f.width)
-        return Job({"mxu_cmd": [cmd], "mxu_a_in": a, "mxu_b_in": b}, {"mxu_r_out": count},
+        return Job({"mxu_cmd": [cmd], "mxu_a_in": a, "mxu_b_in": b, "mxu_add": add_beats}, {"mxu_r_out": count},
                    lambda got: done(decoded(got["mxu_r_out"])),
                    memory=("mxu_b_in", eng.engine.mem_latency, rate, beat_words), request="mxu_cmd")
 
@@ -475,13 +478,12 @@ class EnginePass:
         di = cfg.intermediate_size
 
         def done(r):
-            if self.eng.mamba2:
-                r = r + L["in_bias"]
+            if self.eng.mamba2:                           # r has in_proj's bias: the first result adder
                 cd = cfg.conv_dim
                 self.v["z", l, t], self.v["pre", l, t], self.v["dt_raw", l, t] = r[:, :di], r[:, di:di + cd], r[:, di + cd:]
             else:
                 self.v["pre", l, t], self.v["z", l, t] = r[:, :di], r[:, di:]
-        return self._linear(self.v["h", l, t], L["in_proj"], done)
+        return self._linear(self.v["h", l, t], L["in_proj"], done, (L["in_bias"] if self.eng.mamba2 else None, None))
 
     def op_x_proj(self, l, t):
         L = self.model.layers[l]
@@ -501,9 +503,10 @@ class EnginePass:
         L = self.model.layers[l]
         g = self.v["g" if self.eng.mamba2 else "y", l, t]
 
-        def done(r):
-            self.x[self.idx[t]] += (r + L["out_bias"]) if self.eng.mamba2 else r
-        return self._linear(g, L["out_proj"], done)
+        def done(r):                                      # the new residual stream, from the result adders
+            self.x[self.idx[t]] = r
+        x = self.x[self.idx[t]].copy()
+        return self._linear(g, L["out_proj"], done, (L["out_bias"], x) if self.eng.mamba2 else (x, None))
 
     def op_lm_head(self, t):
         w = self.model.lm_head if self.eng.mamba2 else self.model.w["backbone.embeddings.weight"].T
@@ -575,7 +578,7 @@ class EnginePass:
     def op_resoftplus(self, l):
         """Mamba-2: the path's cached dt (before its softplus) through the softplus unit again."""
         dt_raw = np.stack([c[1][0] for c in self.v["re_path", l]])
-        beats, n, decoded = function_job(dt_raw + self.model.layers[l]["dt_bias"], self.eng.engine.lanes)
+        beats, n, decoded = function_job(dt_raw, self.eng.engine.lanes, bias=self.model.layers[l]["dt_bias"])
 
         def finish(got):
             self.v["dt", l] = decoded(got["fu_o"])

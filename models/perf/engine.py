@@ -3,11 +3,12 @@ program of operations on the engine's units, with a closed form and a dataflow g
 
 The engine (`EngineConfig`) has seven units, each running its operations in program order:
   mxu   the streaming matrix engine: every linear layer, batched over a tile of T nodes (M = T),
-        weights streamed once per tile over its own memory channel
+        weights streamed once per tile over its own memory channel, results through two fp32
+        adders (biases, the residual)
   conv  the conv1d unit: the tile's nodes one after another, each from its parent's window
   scan  the selective-scan unit (scan, D skip, gate): the tile's nodes in series
   norm  the RMSNorm unit: the pre-norms, Mamba-2's gated norms, the final norm
-  fu    the function unit: softplus of dt
+  fu    the function unit: softplus of dt, after an fp32 adder (dt's bias)
   rd    the memory read channel: embeddings, the starting states, recompute's caches
   wr    the memory write channel: stored states (store) or cached SSM inputs (recompute), logits
 An operation starts when its unit has finished the one before it and every operation it
@@ -39,11 +40,12 @@ from specmx.models.config import EngineConfig
 from specmx.models.perf.gemm import gemm_cycles, memory_stall_cycles
 from specmx.models.perf.ssm import conv_latency, function_unit_cycles, rmsnorm_cycles, scan_latency
 
-__all__ = ["UNITS", "EPILOGUE", "ModelDims", "Op", "linear_cycles", "linear_parts", "model_dims", "unit_configs",
+__all__ = ["UNITS", "RESULT_ADDS", "DT_BIAS_ADD", "ModelDims", "Op", "linear_cycles", "linear_parts", "model_dims", "unit_configs",
            "tree_parents", "step_ops", "step_cycles", "step_graph", "list_schedule", "engine_perf", "backtrack_strategy"]
 
 UNITS = ("mxu", "conv", "scan", "norm", "fu", "rd", "wr", "host")
-EPILOGUE = 1      # the fp32 adder on the matrix engine's result stream (dt_proj bias, residual add)
+RESULT_ADDS = 2   # the two fp32 adders on the matrix engine's result stream (biases, the residual)
+DT_BIAS_ADD = 1   # the fp32 adder before the softplus unit (dt + dt_bias)
 
 
 @dataclass(frozen=True)
@@ -174,18 +176,18 @@ class _Program:
         cycles = beats if unit == "wr" else 1 + self.engine.mem_latency + beats
         return self.add(name, unit, cycles, deps, words, outputs=(beats,))
 
-    def linear(self, name, M, K, N, deps, epilogue=0):
+    def linear(self, name, M, K, N, deps):
         """A linear layer on the matrix engine, its K x N weights streamed over the weight
-        channel (`linear_cycles`)."""
+        channel (`linear_cycles`), its results through the two result adders (`RESULT_ADDS`)."""
         words = _packed(K * N, self.weight_bits or self.engine.fma.in_f.width)
-        epilogue = 0 if self.host_side else epilogue
         e = self.engine
         if e.arrays > 1:                    # each array: N / arrays outputs, its share of the channel
             rate = Fraction(self.mem_rate or e.mem_words) / e.arrays
             schedule, stall = linear_parts(e, M, K, ceil(N / e.arrays), rate, self.weight_bits or e.fma.in_f.width)
         else:
             schedule, stall = linear_parts(e, M, K, N, self.mem_rate, self.weight_bits)
-        return self.add(name, "mxu", 1 + schedule + stall + epilogue, deps, words, stall, outputs=(M * ceil(N / e.cols),))
+        return self.add(name, "mxu", 1 + schedule + stall + RESULT_ADDS, deps, words, stall,
+                        outputs=(M * ceil(N / e.cols),))
 
 
 def linear_cycles(engine: EngineConfig, M, K, N, mem_rate=None, weight_bits=None):
@@ -195,7 +197,8 @@ def linear_cycles(engine: EngineConfig, M, K, N, mem_rate=None, weight_bits=None
     i.e. mem_words * 32 / width operand words, per cycle). Equal to the RTL (tests/test_gemm.py,
     the engine co-simulation). The system model passes `mem_rate` (32-bit words per cycle, a
     Fraction: a board's bandwidth at the spec's clock) and `weight_bits` (stored weight width:
-    int4 weights stream 8 to a word)."""
+    int4 weights stream 8 to a word). In the Mamba engine a linear layer also takes
+    `RESULT_ADDS` cycles for its result adders (`step_ops`)."""
     schedule, stall = linear_parts(engine, M, K, N, mem_rate, weight_bits)
     return 1 + schedule + stall
 
@@ -284,8 +287,9 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
         dt = f"in_proj[{j}]"                                    # Mamba-2's dt comes from in_proj
         if dims.family == "mamba1":
             p.linear(f"x_proj[{j}]", T, di, dims.dt_rank + 2 * N, [f"conv[{j}]"])
-            dt = p.linear(f"dt_proj[{j}]", T, dims.dt_rank, di, [f"x_proj[{j}]"], epilogue=EPILOGUE)
-        p.add(f"softplus[{j}]", "fu", function_unit_cycles("softplus", T * dt_words, lanes=engine.lanes).busy, [dt],
+            dt = p.linear(f"dt_proj[{j}]", T, dims.dt_rank, di, [f"x_proj[{j}]"])
+        p.add(f"softplus[{j}]", "fu", DT_BIAS_ADD + function_unit_cycles("softplus", T * dt_words, lanes=engine.lanes).busy,
+              [dt],
               outputs=fu_out(T))
 
     def post(job):
@@ -300,7 +304,7 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
         if dims.family == "mamba2":
             G = dims.groups
             y = p.add(f"gated_norm[{j}]", "norm", rmsnorm_cycles(di // G, T * G).busy, [y], outputs=(T * di,), target=1)
-        p.linear(f"out[{j}]", T, di, d, [y], epilogue=EPILOGUE)
+        p.linear(f"out[{j}]", T, di, d, [y])
         if strategy == "store":
             p.mem(f"store[{j}]", "wr", T * dims.state_words, [f"scan[{j}]"])
         else:
@@ -329,7 +333,8 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
             dt = None                                           # Mamba-2 caches dt before its softplus
             if dims.family == "mamba2":
                 dt = p.add(f"resoftplus[{l}]", "fu",
-                           function_unit_cycles("softplus", path * dt_words, lanes=engine.lanes).busy, [f"reload[{l}]"],
+                           DT_BIAS_ADD + function_unit_cycles("softplus", path * dt_words, lanes=engine.lanes).busy,
+                           [f"reload[{l}]"],
                            outputs=fu_out(path))
             p.add(f"rescan[{l}]", "scan", (path + 1) * scan_beats + scan_latency(ssm),
                   [f"reload[{l}]", f"reconv[{l}]", dt], outputs=scan_out(path))
