@@ -8,16 +8,16 @@ the residual) and dt's bias before the softplus unit (one adder). Golden: numpy 
 addition, one add at a time (`models.function_units.fadd_chain`).
 
 The adder aligns the smaller operand to the larger one's exponent with guard, round and sticky
-bits, adds or subtracts the 27-bit significands, and rounds the exact result once with the
-function units' normalize/round/pack (`pack_fp32`).
+bits, adds or subtracts the 27-bit significands, normalizes (a carry: one place right; a
+cancellation: left by the leading zeros, down to the subnormal range) and rounds to nearest
+even on the packed word, so a rounding carry moves into the exponent.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from specmx.hdl.fma import EXP
-from specmx.hdl.function_unit import pack_fp32
+from specmx.hdl.arith import leading_zeros
 
 __all__ = ["fp32_add", "FAddChain", "CANONICAL_NAN"]
 
@@ -30,7 +30,7 @@ def fp32_add(m, a, b, name):
     big, small = Mux(swap, b, a), Mux(swap, a, b)
     e_big, e_small = big[23:31], small[23:31]
     x_big, x_small = Mux(e_big.any(), e_big, 1), Mux(e_small.any(), e_small, 1)
-    m_big = Cat(Const(0, 3), big[:23], e_big.any())       # significand, three bits below it
+    m_big = Cat(Const(0, 3), big[:23], e_big.any())       # significand, then guard, round, sticky
     m_small = Cat(Const(0, 3), small[:23], e_small.any())
     d = (x_big - x_small)[:8]
     shift = Mux(d > 30, 30, d)
@@ -39,11 +39,27 @@ def fp32_add(m, a, b, name):
     sub = big[31] ^ small[31]
     total = Signal(28, name=f"{name}_sum")
     m.d.comb += total.eq(Mux(sub, m_big - aligned, m_big + aligned))
-    biased = Signal(EXP, name=f"{name}_biased")            # widened first: the difference is signed
-    exponent = Signal(EXP, name=f"{name}_exp")
-    m.d.comb += [biased.eq(x_big), exponent.eq(biased - (127 + 23 + 3))]
+
+    # normalize: a carry shifts right by one (keeping the sticky); a cancellation shifts left by
+    # the leading zeros, but not below the smallest exponent (a subnormal result)
+    lz = leading_zeros(total[:27])
+    room = (x_big - 1)[:8]
+    left = Mux(lz > room, room, lz)[:5]
+    norm = Signal(27, name=f"{name}_norm")
+    exp = Signal(9, name=f"{name}_e")
+    with m.If(total[27]):
+        m.d.comb += [norm.eq(Cat(total[0] | total[1], total[2:28])), exp.eq(x_big + 1)]
+    with m.Else():
+        m.d.comb += [norm.eq(total[:27] << left), exp.eq(x_big - left)]
+
+    # round to nearest even on the packed word: a carry out of the fraction bumps the exponent
+    # (a subnormal becoming normal, the largest finite becoming inf)
+    up = norm[2] & (norm[1] | norm[0] | norm[3])
+    field = Mux(norm[26], exp[:8], 0)
+    magnitude = (Cat(norm[3:26], field) + up)[:31]
+    overflow = exp >= 255
     sign = Mux(sub & ~total.any(), 0, big[31])           # x - x = +0
-    finite = pack_fp32(m, sign, total, exponent, name)
+    finite = Cat(Mux(overflow, 0x7F800000, magnitude), sign)
 
     nan_a = a[23:31].all() & a[:23].any()
     nan_b = b[23:31].all() & b[:23].any()
