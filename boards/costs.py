@@ -6,7 +6,10 @@ Costs are per unit of the engine, per FPGA family:
             the same PE; int8 / int4: integer MACs, modeled from this table, not built in RTL)
   ssm_lane  one lane of the SSM units (conv, selective scan with its exp unit, gate, and a lane
             of the dt softplus unit)
-  ssm_base  the lane-independent rest (the RMSNorm unit, the state and tile buffers' control)
+  ssm_base  the lane-independent rest (the RMSNorm unit, the sequencer, the fp32 adder of dt's
+            bias, the state and tile buffers' control)
+  adders    the two fp32 adders on each column of a matrix array's result stream (biases, the
+            residual)
 Each entry says where it comes from: `measured` entries are fitted to specmx's own ECP5
 synthesis of the micro engine (`specmx engine synth`, README engine area table: 4x4 -> 5x5 ->
 6x6 with one lane, 4x4 with two lanes); the rest are a documented table, with the source or the
@@ -34,10 +37,12 @@ class Cost:
     source: str
 
 
-_ECP5_PE = Cost(1440, 400, 1, "measured: ECP5 synth, 5x5 - 4x4 and 6x6 - 5x5 engines per added PE (1,444 and 1,438 "
-                              "LUT sites, 11 DSP per 9-11 PEs, 399 FF)")
-_ECP5_LANE = Cost(27866, 2694, 76, "measured: ECP5 synth, 4x4 engine with 2 lanes - with 1 lane")
-_ECP5_BASE = Cost(21890, 2074, 41, "measured: ECP5 synth, 4x4 one-lane engine - 16 PEs - one lane")
+_ECP5_PE = Cost(1443, 404, 1, "measured: ECP5 synth, 5x5 - 4x4 and 6x6 - 5x5 engines per added PE, the added "
+                              "column's adders taken off (1,467 and 1,419 LUT sites, 11 DSP per 9-11 PEs, 402-406 FF)")
+_ECP5_ADDERS = Cost(1550, 98, 0, "measured: ECP5 synth of the two-adder chain alone (hdl/fadd.py FAddChain(1, 2): "
+                                 "1,202 LUT4 + 174 CCU2C); FF: its two stages' registers")
+_ECP5_LANE = Cost(28627, 2758, 76, "measured: ECP5 synth, 4x4 engine with 2 lanes - with 1 lane")
+_ECP5_BASE = Cost(24532, 2946, 41, "measured: ECP5 synth, 4x4 one-lane engine - 16 PEs - 4 columns' adders - one lane")
 
 COSTS = {
     "ecp5": {
@@ -46,33 +51,38 @@ COSTS = {
                "int8": Cost(60, 40, 0.5, "I: two 9x9 products per MULT18X18D (Diamond counts 312 halves, "
                                          "BOARDS.md 4a) plus a 24-bit accumulator"),
                "int4": Cost(40, 24, 0, "I: a 4x4 multiplier (about 16 LUT4) and a 16-bit accumulator in LUTs")},
-        "ssm_lane": _ECP5_LANE, "ssm_base": _ECP5_BASE},
+        "adders": _ECP5_ADDERS, "ssm_lane": _ECP5_LANE, "ssm_base": _ECP5_BASE},
     "ice40": {
         "pe": {"bf16": Cost(1440, 400, 1, "I: the ECP5 PE's logic (LUT4 either way), the 8x8 product in one SB_MAC16"),
                "fp8": Cost(1460, 400, 1, "I: as bf16 plus the widener"),
                "int8": Cost(60, 40, 0.5, "I: SB_MAC16 holds two 8x8 multipliers"),
                "int4": Cost(40, 24, 0, "I: as on ECP5, in LUTs")},
-        "ssm_lane": Cost(27866, 2694, 76, "I: the ECP5 lane; a 24x24 product takes four 16x16 SB_MAC16 as four "
+        "adders": Cost(1550, 98, 0, "I: the ECP5 adders (LUT4 either way)"),
+        "ssm_lane": Cost(28627, 2758, 76, "I: the ECP5 lane; a 24x24 product takes four 16x16 SB_MAC16 as four "
                                           "MULT18X18D"),
-        "ssm_base": Cost(21890, 2074, 41, "I: the ECP5 base")},
+        "ssm_base": Cost(24532, 2946, 41, "I: the ECP5 base")},
     "versal": {
         "pe": {"bf16": Cost(80, 120, 1, "C: DSP58 has an FP32 multiply-add mode (UG1273); U: about 80 LUT of glue"),
                "fp8": Cost(100, 120, 1, "I: as bf16 plus the widener"),
                "int8": Cost(10, 20, 1 / 3, "C: DSP58 INT8 mode, a 3-element dot product per DSP (UG1273)"),
                "int4": Cost(25, 24, 0, "U: a 4x4 MAC in LUT6 (LightMamba's 64 W4A4 MACs sit beside only "
                                        "228 DSPs, BOARDS.md 5a)")},
-        "ssm_lane": Cost(16700, 2250, 19, "I: the ECP5 lane with each 24x24 product (4 MULT18X18D) in one "
+        "adders": Cost(60, 100, 2, "U: DSP58's DSPFP32 mode adds fp32 (UG1273, recalled): one per adder, "
+                                   "plus glue"),
+        "ssm_lane": Cost(17200, 2300, 19, "I: the ECP5 lane with each 24x24 product (4 MULT18X18D) in one "
                                           "DSP58 and LUT6 = 0.6 LUT4"),
-        "ssm_base": Cost(13100, 2074, 10, "I: the ECP5 base, mapped likewise")},
+        "ssm_base": Cost(14700, 2946, 10, "I: the ECP5 base, mapped likewise")},
     "ultrascale+": {
         "pe": {"bf16": Cost(400, 450, 1, "U: the 8x8 product in one DSP48E2, an fp32 adder in LUT6 "
                                          "(Xilinx floating-point IP, recalled)"),
                "fp8": Cost(420, 450, 1, "I: as bf16 plus the widener"),
                "int8": Cost(10, 20, 0.5, "U: two int8 products per DSP48E2 by operand packing (WP487, recalled)"),
                "int4": Cost(25, 24, 0, "U: a 4x4 MAC in LUT6")},
-        "ssm_lane": Cost(16700, 2250, 38, "I: the ECP5 lane with each 24x24 product in two DSP48E2 and "
+        "adders": Cost(900, 200, 0, "U: two fp32 adders in LUT6 (Xilinx floating-point IP, recalled: about "
+                                    "450 LUT each)"),
+        "ssm_lane": Cost(17200, 2300, 38, "I: the ECP5 lane with each 24x24 product in two DSP48E2 and "
                                           "LUT6 = 0.6 LUT4"),
-        "ssm_base": Cost(13100, 2074, 21, "I: the ECP5 base, mapped likewise")},
+        "ssm_base": Cost(14700, 2946, 21, "I: the ECP5 base, mapped likewise")},
 }
 
 
@@ -91,12 +101,15 @@ def estimate(board: Board, engine, dims, weights="bf16"):
     table = COSTS[board.family]
     pe, lane, base = table["pe"][weights], table["ssm_lane"], table["ssm_base"]
     pes = engine.arrays * engine.rows * engine.cols
-    need = {k: pes * getattr(pe, k) + engine.lanes * getattr(lane, k) + getattr(base, k) for k in ("lut", "ff", "dsp")}
+    adders = table["adders"]
+    columns = engine.arrays * engine.cols
+    need = {k: pes * getattr(pe, k) + columns * getattr(adders, k) + engine.lanes * getattr(lane, k) + getattr(base, k)
+            for k in ("lut", "ff", "dsp")}
     need["memory_bits"] = _on_chip_bits(engine, dims)
     have = {"lut": board.need("lut"), "ff": board.need("ff"), "dsp": board.need("dsp"),
             "memory_bits": board.on_chip_bits}
     return {"resources": {k: (round(need[k]), have[k]) for k in need},
-            "sources": {"pe": pe.source, "ssm_lane": lane.source, "ssm_base": base.source}}
+            "sources": {"pe": pe.source, "adders": adders.source, "ssm_lane": lane.source, "ssm_base": base.source}}
 
 
 def check_fit(board, engine, dims, weights="bf16"):
