@@ -22,19 +22,19 @@ MICRO_ENGINE = EngineConfig(rows=4, cols=4, dataflow="ws", pe_stages=3, lanes=1,
 def check_engine(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, engine: EngineConfig = MICRO_ENGINE,
                  seed=0, draft="noise0.3", prompt=(1, 2, 3), idle=0.0, backpressure=0.0, simulator="verilator",
                  memory_budget=1 << 20, corrupt_weight=False, corrupt_weight_word=False, wrong_parent=False,
-                 wrong_dependency=False, model_error=None, negative_controls=False, waves=None):
+                 wrong_dependency=False, model_error=None, negative_controls=False, waves=None, size="micro"):
     """Run the co-simulation; returns its report (`tokens`, `token_mismatches`, `logit_mismatches`,
     `state_mismatches`, `timing_mismatches`, `measured_cycles`, `predicted_cycles`, ...) with `ok`.
     Without idle and back-pressure every operation's start and end cycle must equal the list
     schedule's (`timed`). `negative_controls`: instead of generating, one verification pass per
     negative control; the report's `controls` says what each caught."""
     from specmx.models.perf.engine import model_dims, unit_configs
-    dims = model_dims(model_config(family))
+    dims = model_dims(model_config(family, size))
     if engine.fma.in_fmt != "bf16" or not engine.fma.exact:
         raise ValueError("engine.fma: the co-simulation runs the default bf16 x bf16 + fp32 exact FMA")
     rtl, verilog = _rtl(engine, dims)
     fields = {k: v for k, v in asdict(engine).items() if k != "fma"}
-    case = {"family": family, "tree": list(tree) if not isinstance(tree, str) else tree, "backtrack": backtrack,
+    case = {"family": family, "size": size, "tree": list(tree) if not isinstance(tree, str) else tree, "backtrack": backtrack,
             "tokens": tokens, "seed": seed, "draft": draft, "prompt": list(prompt), "memory_budget": memory_budget,
             "engine": fields, "idle": idle, "backpressure": backpressure, "corrupt_weight": corrupt_weight,
             "corrupt_weight_word": corrupt_weight_word, "wrong_parent": wrong_parent,

@@ -10,6 +10,7 @@ from specmx.sim.runner import run_cocotb, to_verilog
 __all__ = ["build_models", "unit_configs", "check_tree_ssm"]
 
 PRESETS = {"mamba1": "micro", "mamba2": "mamba2-micro"}
+SIZES = {"micro": PRESETS, "tiny": {"mamba1": "tiny", "mamba2": "mamba2-tiny"}}   # the engine co-simulation's models
 
 
 def build_models(case):
@@ -18,10 +19,8 @@ def build_models(case):
     from specmx.models import mamba, mamba2
     from specmx.models.specdec import make_draft
     from specmx.models.ssm_numerics import HardwareOps
-    if case["family"] == "mamba2":
-        target = mamba2.Mamba2LM.random(mamba2.get_preset(PRESETS["mamba2"]), seed=case["seed"])
-    else:
-        target = mamba.MambaLM.random(mamba.get_preset(PRESETS["mamba1"]), seed=case["seed"])
+    cfg = model_config(case["family"], case.get("size", "micro"))
+    target = (mamba2.Mamba2LM if case["family"] == "mamba2" else mamba.MambaLM).random(cfg, seed=case["seed"])
     target.w["backbone.embeddings.weight"] *= 50.0
     draft = make_draft(target, case["draft"], seed=case["seed"])
     target.ops = HardwareOps(FMAConfig(), lanes=case["lanes"])
@@ -36,10 +35,13 @@ def unit_configs(cfg, lanes):
     return engine_units(EngineConfig(lanes=lanes), model_dims(cfg))
 
 
-def model_config(family):
-    """The co-simulations' micro model configuration of `family`."""
+def model_config(family, size="micro"):
+    """The co-simulations' model configuration of `family`: `size` micro (2 layers, d_model 32,
+    vocab 16) or tiny (2 layers, d_model 64 / 48, vocab 512; the engine co-simulation's larger
+    model)."""
     from specmx.models import mamba, mamba2
-    return mamba2.get_preset(PRESETS[family]) if family == "mamba2" else mamba.get_preset(PRESETS[family])
+    name = SIZES[size][family]
+    return mamba2.get_preset(name) if family == "mamba2" else mamba.get_preset(name)
 
 
 def check_tree_ssm(family="mamba1", tree=(3, 2, 1), backtrack="store", tokens=8, lanes=1, slots=8, tile=8,

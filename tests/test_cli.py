@@ -181,7 +181,7 @@ BAD = [
     (["engine", "perf", "--tree", "1,1", "--accepted", "9"], "path: accepted nodes on the path must be 1..3"),
     (["engine", "perf", "--spec", _write("en.yaml", "engine: {mem_words: 0}\n")], "engine.mem_words: must be >= 1, got 0"),
     (["engine", "check", "--tokens", "0"], "tokens: must be 1..256, got 0"),
-    (["engine", "check", "--model", "tiny"], "model: the co-simulation runs the random micro model"),
+    (["engine", "check", "--model", "small"], "model: the co-simulation runs a random model of each family; allowed: micro, tiny"),
     (["engine", "check", "--tree", "3,3", "--state-slots", "2"], "tree: needs up to 4 live states per layer; engine.state_slots holds 2"),
     (["engine", "check", "--sim", "icarus"], "sim: the engine co-simulation runs on verilator"),
     (["engine", "check", "--rows", "64"], "engine.rows: the co-simulation takes at most 8, got 64"),

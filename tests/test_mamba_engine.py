@@ -101,6 +101,16 @@ def test_tree_shapes_with_four_node_tiles(family, tree):
 
 
 @pytest.mark.regress
+@pytest.mark.parametrize("family, backtrack", [("mamba1", "store"), ("mamba2", "recompute")])
+def test_larger_models(family, backtrack):
+    """The tiny models (d_model 64 / 48, d_state 8 / 16, vocab 512, Mamba-2 with 3 groups) on an
+    engine sized for them, 8 tokens of a (3, 2, 1) tree: bit- and cycle-exact."""
+    report = check_engine(family, tree=(3, 2, 1), backtrack=backtrack, tokens=8, size="tiny", seed=4)
+    _assert_ok(report)
+    assert report["tokens"] == 8
+
+
+@pytest.mark.regress
 @pytest.mark.parametrize("family", ["mamba1", "mamba2"])
 def test_random_stalls_two_lanes(family):
     """Random gaps and back-pressure on every stream of a 2-lane engine: bits and tokens exact."""

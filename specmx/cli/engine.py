@@ -139,8 +139,8 @@ def cmd_check(args):
     if args.sim != "verilator":
         raise UsageError(f"sim: the engine co-simulation runs on verilator (Icarus would take hours); got {args.sim!r}")
     check_simulator(args.sim)
-    if args.model != "micro":
-        raise UsageError(f"model: the co-simulation runs the random micro model of each family; allowed: micro, "
+    if args.model not in ("micro", "tiny"):
+        raise UsageError(f"model: the co-simulation runs a random model of each family; allowed: micro, tiny, "
                          f"got {args.model!r}")
     single = args.tree in ("single", "0", "")
     try:
@@ -170,7 +170,7 @@ def cmd_check(args):
     report = check_engine(args.family, tree="single" if single else
                           (f"budget={tree['budget']}" if isinstance(tree, dict) else tree),
                           backtrack=args.backtrack, tokens=args.tokens, engine=engine, seed=args.seed,
-                          idle=args.idle, backpressure=args.backpressure, simulator=args.sim)
+                          idle=args.idle, backpressure=args.backpressure, simulator=args.sim, size=args.model)
     if report.get("measured_cycles") is None:
         raise RuntimeError(f"sim: the co-simulation did not complete; log in {report['log_dir']}")
     out = Path(args.out) / f"engine_check_{args.family}.json"
@@ -189,7 +189,9 @@ def register_check(verbs, formatter):
     from specmx.cli.common import add_sim_options
     p = verbs.add_parser("check", help="speculative generation on the RTL engine against the golden and the "
                          "cycle model", formatter_class=formatter)
-    p.add_argument("--model", default="micro", help="micro (random weights, unit-scale embeddings)")
+    p.add_argument("--model", default="micro", metavar="micro|tiny",
+                   help="random weights, unit-scale embeddings: micro (2 layers, d_model 32, vocab 16) or tiny "
+                        "(2 layers, d_model 64 / 48, vocab 512)")
     p.add_argument("--family", choices=("mamba1", "mamba2"), default="mamba1")
     p.add_argument("--tree", default="3,2,1", metavar="W1,W2,...|budget=N|single",
                    help="the draft tree ('single': plain decode, one node per verification)")
