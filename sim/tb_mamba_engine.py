@@ -8,8 +8,8 @@ every embedding, starting state, stored state, cache, logit and restored state t
 RTL's memory channels (reads served by the memory model with its latency and bandwidth, writes
 taken a beat per cycle). The host only moves data.
 
-The RTL sequencer runs each step: the host compiles the step's program (`perf.engine.step_ops`
-with `host_side=True`, `perf.engine_program.compile_program`), writes it over `seq_cmd` and
+The RTL sequencer runs each step: the host compiles the step's program (`perf.engine.step_ops`,
+the system model's own, and `perf.engine_program.compile_program`), writes it over `seq_cmd` and
 starts it; the sequencer starts each operation (a beat on `seq_issue_<unit>`) the cycle after
 its unit and its inputs are done, and the host, as the data mover, then feeds that operation's
 words and takes its results. So the matrix engine runs the linear layers of tile t+1 while the
@@ -663,7 +663,7 @@ class RTLEngine:
     async def verify(self, state, tokens, parent, tile, cache, store):
         assert tile == self.engine.tile, (tile, self.engine.tile)
         work = EnginePass(self, state, tokens, parent, cache, store)
-        ops, info = step_ops(self.engine, self.dims, parent, "store" if store else "recompute", host_side=True)
+        ops, info = step_ops(self.engine, self.dims, parent, "store" if store else "recompute")
         verify_ops = [op for op in ops if op.phase == "verify"]
         timing = await self._run(verify_ops, work)
         result = {"logits": work.logits, "states": work.states, "cache": work.caches, "peak_live_states": work.used}
@@ -677,7 +677,7 @@ class RTLEngine:
         parent = [-1] + list(range(len(path_caches) - 1))
         work = EnginePass(self, state, [0] * len(path_caches), parent, False, False)
         work.path, work.new = path_caches, state.copy()
-        ops, _ = step_ops(self.engine, self.dims, parent, "recompute", path=len(path_caches), host_side=True)
+        ops, _ = step_ops(self.engine, self.dims, parent, "recompute", path=len(path_caches))
         phase = [op for op in ops if op.phase == "backtrack"]
         timing = await self._run(phase, work)
         gold = _recompute(self.model, state, path_caches)

@@ -16,7 +16,7 @@ from specmx.sim.tree_ssm_check import model_config
 
 def _phases(family, tree, tile, backtrack):
     dims = model_dims(model_config(family))
-    ops, _ = step_ops(replace(MICRO_ENGINE, tile=tile), dims, tree_parents(tree), backtrack, host_side=True)
+    ops, _ = step_ops(replace(MICRO_ENGINE, tile=tile), dims, tree_parents(tree), backtrack)
     for phase in ("verify", "backtrack"):
         part = [op for op in ops if op.phase == phase]
         names = {op.name for op in part}

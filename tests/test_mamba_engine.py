@@ -51,8 +51,7 @@ def test_mamba1_tree_on_rtl_engine_bit_and_cycle_exact(tmp_path):
     from specmx.models.perf.engine import model_dims, tree_parents
     from specmx.models.perf.system import composed_step
     from specmx.sim.tree_ssm_check import model_config
-    step = composed_step(MICRO_ENGINE, model_dims(model_config("mamba1")), tree_parents((3, 2, 1)), "store",
-                         host_side=True)
+    step = composed_step(MICRO_ENGINE, model_dims(model_config("mamba1")), tree_parents((3, 2, 1)), "store")
     assert report["verify_cycles"][0] == step["cycles"], (report["verify_cycles"], step["cycles"])
 
 

@@ -146,21 +146,16 @@ def _packed(n, bits):
     return ceil(n * bits / 32)
 
 
-HOST_SIDE_UNITS = ("host",)
-
 
 @dataclass
 class _Program:
     engine: EngineConfig
-    host_side: bool = False
     phase: str = "verify"
     ops: list = field(default_factory=list)
     mem_rate: object = None         # 32-bit words per cycle of each memory channel (None: engine.mem_words)
     weight_bits: int = None         # bits per stored weight (None: the FMA's input format)
 
     def add(self, name, unit, cycles, deps=(), words=0, stall=0, outputs=(), target=0):
-        if self.host_side and unit in HOST_SIDE_UNITS:
-            cycles = 0
         self.ops.append(Op(name, unit, int(cycles), tuple(d for d in deps if d), int(words), self.phase, int(stall),
                            tuple(int(w) for w in outputs), target))
         return name
@@ -221,15 +216,15 @@ def backtrack_strategy(engine: EngineConfig, dims: ModelDims, n_nodes, backtrack
     return backtrack
 
 
-def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", path=None, host_side=False,
+def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", path=None,
              mem_rate=None, weight_bits=None, sequences=1, lm_head=True):
     """The program of one verification step over the tree `parent` (parent index per node,
     parents first), in program order. `backtrack` store | recompute | hybrid; `path` the
     number of nodes on the accepted path (root included: accepted draft tokens + 1), needed by
-    recompute, which re-runs them on the conv and scan units after the host has accepted.
-    `host_side`: the co-simulation's split (`sim/tb_mamba_engine.py`): the result-stream adds
-    (biases, residual) and the acceptance on the host, in zero cycles; the matrix engine, conv,
-    scan, norm and softplus units and the memory channels as the RTL runs them. `mem_rate`, `weight_bits`: as `linear_cycles` takes them (the
+    recompute, which re-runs them on the conv and scan units after the host has accepted (the
+    `host` unit's zero-cycle `accept`). The RTL co-simulation (`sim/tb_mamba_engine.py`) runs
+    this very program, each RTL operation carrying its output word counts for the sequencer
+    (`Op.outputs`). `mem_rate`, `weight_bits`: as `linear_cycles` takes them (the
     system model's board memory and weight format). `sequences`: the tree holds that many
     independent sequences (a batch), each with its own starting state to load per layer.
     `lm_head=False` leaves out the final norm, the LM head and the logits (a host that runs them,
@@ -250,7 +245,7 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
     if not 1 <= path <= max(depth) + 1:
         raise ValueError(f"path: accepted nodes on the path must be 1..{max(depth) + 1}, got {path}")
     strategy = backtrack_strategy(engine, dims, n, backtrack)
-    p = _Program(engine, host_side, mem_rate=mem_rate, weight_bits=weight_bits)
+    p = _Program(engine, mem_rate=mem_rate, weight_bits=weight_bits)
     d, di, N, L = dims.d_model, dims.d_inner, dims.d_state, dims.layers
     conv, ssm = unit_configs(engine, dims)
     tiles = [min(engine.tile, n - t0) for t0 in range(0, n, engine.tile)]

@@ -4,8 +4,7 @@
 queue per RTL unit and starts an operation once, for every other queue, enough of that
 queue's operations have ended (its `need` counts). `compile_program` turns the operations into
 those instructions: a dependency on the k-th operation of a queue becomes "that queue has
-ended k + 1", and the host's zero-cycle work (the acceptance and the result-stream adds in the
-co-simulation, unit `host`) folds away: an operation waiting on host work waits on what that host
+ended k + 1", and the host's zero-cycle work (the acceptance, unit `host`) folds away: an operation waiting on host work waits on what that host
 work waited on (and on the host unit's earlier work, which it runs in order). `program_spans`
 runs the instructions with the sequencer's rule in closed form; it equals `step_cycles` of
 the operations it came from (tests/test_engine_program.py).
@@ -42,7 +41,7 @@ class Instruction:
 
 def compile_program(ops, depth=None, words_bits=None):
     """{queue: [Instruction, ...]} from operations in program order. Operations of other units
-    must take zero cycles (the co-simulation's host side). `depth`, `words_bits`: the RTL's
+    must take zero cycles (the host's acceptance). `depth`, `words_bits`: the RTL's
     limits, checked with a one-line error naming the field."""
     program = {q: [] for q in QUEUES}
     ended_after = {}                     # op name -> {queue: count} that holds once it has ended
@@ -53,7 +52,7 @@ def compile_program(ops, depth=None, words_bits=None):
             _merge(need, ended_after[dep])
         if op.unit in program:
             if not op.outputs or not any(op.outputs):
-                raise ValueError(f"{op.name}: an RTL operation needs its output word counts (step_ops host_side=True)")
+                raise ValueError(f"{op.name}: an RTL operation needs its output word counts (step_ops gives them)")
             queue = program[op.unit]
             need.pop(op.unit, None)                          # its own queue runs in order anyway
             queue.append(Instruction(op.name, op.unit, tuple(need.get(q, 0) for q in QUEUES), op.target, op.outputs))

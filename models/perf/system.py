@@ -90,9 +90,9 @@ def tokens_per_pass(data, tree_label, model=None, mode="greedy", source="the acc
                      f"(expected stats.tokens_per_target_pass or a {mode} row for that tree)")
 
 
-def _program(engine, dims, parent, strategy, path, rate, bits, sequences, lm_head, host_side):
+def _program(engine, dims, parent, strategy, path, rate, bits, sequences, lm_head):
     ops, info = step_ops(engine, dims, parent, strategy, path, mem_rate=rate, weight_bits=bits,
-                         sequences=sequences, lm_head=lm_head, host_side=host_side)
+                         sequences=sequences, lm_head=lm_head)
     span = step_cycles(ops)
     busy = {u: sum(o.cycles for o in ops if o.unit == u) for u in UNITS}
     words = {u: sum(o.words for o in ops if o.unit == u) for u in UNITS}
@@ -101,16 +101,15 @@ def _program(engine, dims, parent, strategy, path, rate, bits, sequences, lm_hea
 
 
 def composed_step(engine, dims, parent, backtrack="store", path=None, rate=None, bits=None, sequences=1,
-                  lm_head=True, host_side=False):
+                  lm_head=True):
     """One step of the whole model with layers composed in closed form (module docstring).
     Returns cycles, per-unit busy cycles and words, the strategy, and `composed` (False when
-    the program had to be evaluated whole). `host_side`: the RTL co-simulation's split
-    (`step_ops`), for comparing with the RTL's measured cycles."""
+    the program had to be evaluated whole). The RTL co-simulation runs the same program, so its
+    measured cycles compare with this directly."""
     strategy = backtrack_strategy(engine, dims, len(parent), backtrack)
 
     def run(layers):
-        return _program(engine, replace(dims, layers=layers), parent, strategy, path, rate, bits, sequences, lm_head,
-                        host_side)
+        return _program(engine, replace(dims, layers=layers), parent, strategy, path, rate, bits, sequences, lm_head)
 
     if dims.layers <= 3:
         out = run(dims.layers)
