@@ -5,7 +5,7 @@ drives the units of a composed design by name."""
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["prefixed_members", "connect_prefixed", "pack_struct"]
+__all__ = ["prefixed_members", "connect_prefixed", "connect_gated", "pack_struct"]
 
 
 def prefixed_members(units, skip=()):
@@ -38,13 +38,16 @@ def connect_prefixed(m, outer, units, skip=(), gates=None):
             if member.is_port:
                 m.d.comb += (inner.eq(port) if member.flow == wiring.In else port.eq(inner))
             elif f"{prefix}_{name}" in gates:
-                on = gates[f"{prefix}_{name}"]
-                m.d.comb += [inner.valid.eq(port.valid & on), port.ready.eq(inner.ready & on),
-                             inner.payload.eq(port.payload)]
+                connect_gated(m, port, inner, gates[f"{prefix}_{name}"])
             elif member.flow == wiring.In:
                 wiring.connect(m, wiring.flipped(port), inner)
             else:
                 wiring.connect(m, inner, wiring.flipped(port))
+
+
+def connect_gated(m, source, sink, on):
+    """Stream `source` into `sink`, passing words only while `on` is 1."""
+    m.d.comb += [sink.valid.eq(source.valid & on), source.ready.eq(sink.ready & on), sink.payload.eq(source.payload)]
 
 
 def pack_struct(layout, value):

@@ -40,7 +40,7 @@ from amaranth.hdl import Cat, Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from specmx.hdl.compose import connect_prefixed, prefixed_members
+from specmx.hdl.compose import connect_gated, connect_prefixed, prefixed_members
 from specmx.hdl.conv import ConvUnit
 from specmx.hdl.fadd import FAddChain
 from specmx.hdl.function_unit import FunctionUnit
@@ -112,15 +112,11 @@ class MambaEngine(wiring.Component):
                      adds.i.payload.eq(Cat(*(Cat(r.payload[k], add.payload[64 * k:64 * k + 64])
                                             for k in range(self.engine.cols))))]
         wiring.connect(m, adds.o, wiring.flipped(self.mxu_r_out))
-        dt_add, on = self.units["dt_add"], gates["fu_i"]      # fu_i: per lane dt, then its bias
-        m.d.comb += [dt_add.i.valid.eq(self.fu_i.valid & on), self.fu_i.ready.eq(dt_add.i.ready & on),
-                     dt_add.i.payload.eq(self.fu_i.payload)]
+        dt_add = self.units["dt_add"]                     # fu_i: per lane dt, then its bias
+        connect_gated(m, self.fu_i, dt_add.i, gates["fu_i"])
         wiring.connect(m, dt_add.o, self.units["fu"].i)
         for src, dst in CHANNELS:                          # a beat per cycle while a transfer runs
-            on = gates[src]
-            m.d.comb += [getattr(self, dst).payload.eq(getattr(self, src).payload),
-                         getattr(self, dst).valid.eq(getattr(self, src).valid & on),
-                         getattr(self, src).ready.eq(getattr(self, dst).ready & on)]
+            connect_gated(m, getattr(self, src), getattr(self, dst), gates[src])
         for (queue, target, k), bit in seq.tap_index.items():
             out = getattr(self, seq.queues[queue][target][k])
             m.d.comb += seq.taps[bit].eq(out.valid & out.ready)

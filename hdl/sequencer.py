@@ -27,7 +27,7 @@ running, finished : Out(1)            a program runs; the cycle it ends (one cyc
 error : Out(1)                        sticky: a word no operation expected, or a queue overflow
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -112,7 +112,7 @@ class StepSequencer(wiring.Component):
             instr = rd.data
             inputs_ended = [self.ended[p] >= instr.need[p] for p in range(len(names)) if p != qi]
             issue = getattr(self, f"issue_{q}")
-            m.d.comb += [issue.valid.eq(self.running & ~busy & (head != length) & _all(inputs_ended)),
+            m.d.comb += [issue.valid.eq(self.running & ~busy & (head != length) & Cat(*inputs_ended).all()),
                          issue.payload.eq(head)]
             issuing = issue.valid & issue.ready
             for t in range(len(self.queues[q])):
@@ -141,7 +141,7 @@ class StepSequencer(wiring.Component):
                 m.d.comb += rest.eq(expected - (tap & active))
                 remaining.append(rest)
                 m.d.sync += reg.eq(rest)
-            ends = active & _all([r == 0 for r in remaining])
+            ends = active & Cat(*(r == 0 for r in remaining)).all()
             with m.If(issuing):
                 m.d.sync += [busy.eq(~ends), head.eq(head + 1), target.eq(instr.target)]
             with m.Elif(ends):
@@ -150,7 +150,7 @@ class StepSequencer(wiring.Component):
                 m.d.sync += self.ended[qi].eq(self.ended[qi] + 1)
             idle.append(~busy & (head == length))
 
-        m.d.comb += self.finished.eq(self.running & _all(idle))
+        m.d.comb += self.finished.eq(self.running & Cat(*idle).all())
         with m.If(start):
             m.d.sync += self.running.eq(1)
         with m.If(self.finished):                          # ready for the next step's program
@@ -159,9 +159,3 @@ class StepSequencer(wiring.Component):
             m.d.sync += [p.eq(0) for p in pointers]
         return m
 
-
-def _all(conditions):
-    out = 1
-    for c in conditions:
-        out = out & c
-    return out
