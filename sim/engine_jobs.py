@@ -98,6 +98,12 @@ def scan_job(cfg, layout, ops, L, start, u, dt, z, B, C, src, dst):
     return beats, n * cfg.d_inner, n * per_node, decoded
 
 
+def word_pairs(low, high):
+    """64-bit lane words from two arrays of 32-bit words (unsigned, so the high word's sign bit
+    stays one bit instead of spreading into the lanes above when packed)."""
+    return np.asarray(low).astype(np.uint64) | (np.asarray(high).astype(np.uint64) << np.uint64(32))
+
+
 def linear_job(gemm, ops, x, weight_t, adds=(None, None)):
     """Matrix engine run of `ops.linear(x, weight_t)` (x [M, K], weight_t [K, N]) followed by the
     engine's two result adds, (r + adds[0]) + adds[1] (each broadcast to [M, N]; None: -0, which
@@ -108,10 +114,10 @@ def linear_job(gemm, ops, x, weight_t, adds=(None, None)):
     M, N = a_words.shape[0], w_words.shape[1]
     a, b, _ = stream_beats(gemm, a_words, w_words, np.zeros((M, N), dtype=np.int64))
     width = gemm.fma.in_f.width
-    count = len(result_beats(gemm, np.zeros((M, N)))[0])
-    addend = [result_beats(gemm, encode(np.broadcast_to(np.float32(-0.0) if v is None else np.asarray(v, np.float32),
-                                                         (M, N)).astype(np.float64), "fp32"))[0] for v in adds]
-    add_beats = pack_lanes(addend[0].astype(np.uint64) | (addend[1].astype(np.uint64) << np.uint64(32)), 64)
+    a1, a2 = (result_beats(gemm, encode(np.broadcast_to(np.float32(-0.0) if v is None else np.asarray(v, np.float32),
+                                                        (M, N)).astype(np.float64), "fp32"))[0] for v in adds)
+    count = len(a1)                                           # one addend beat per result beat
+    add_beats = pack_lanes(word_pairs(a1, a2), 64)
 
     def decoded(results):
         words = words_of(results, 32, gemm.cols)
@@ -151,8 +157,7 @@ def function_job(x, lanes, bias=None):
     bits = 32
     if bias is not None:
         b = np.broadcast_to(np.asarray(bias, np.float32), x.shape)
-        high = encode(b.astype(np.float64), "fp32").reshape(-1).astype(np.uint64) << np.uint64(32)
-        words = words.astype(np.uint64) | high                # unsigned: a sign bit up top stays a bit
+        words = word_pairs(words, encode(b.astype(np.float64), "fp32").reshape(-1))
         bits = 64
     rows = -(-words.size // lanes)
     padded = np.zeros(rows * lanes, dtype=words.dtype)
