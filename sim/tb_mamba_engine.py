@@ -37,6 +37,7 @@ from types import SimpleNamespace
 
 import cocotb
 import numpy as np
+from amaranth.hdl import Shape
 from cocotb.task import bridge, resume
 from cocotb.triggers import Event, FallingEdge, ReadOnly
 
@@ -224,15 +225,16 @@ class Sequencer:
             s.ready.value = 1
         self.rtl_ended, self.rtl_finished, self.rtl_error = (tb.port(n) for n in ("seq_ended", "seq_finished",
                                                                                  "seq_error"))
-        self.count_bits = layout["seq_count_bits"]
-        bus.load_program(self._words(program, layout, corrupt_need))
+        instr = layout["instr"].shape                      # the RTL's own widths: end counts, word counts
+        self.count_bits = Shape.cast(instr["need"].shape.elem_shape).width
+        bus.load_program(self._words(program, layout, instr["words"].shape.length, corrupt_need))
 
     @staticmethod
-    def _words(program, layout, corrupt_need):
-        """The seq_cmd beats: each queue's instructions, then the start."""
+    def _words(program, cmd, streams, corrupt_need):
+        """The seq_cmd beats (`cmd` their layout, `streams` word counts each): each queue's
+        instructions, then the start."""
         from specmx.hdl.compose import pack_struct
         from specmx.models.perf.engine_program import QUEUES
-        cmd = layout["seq_cmd"]
         words = []
         for qi, q in enumerate(QUEUES):
             for ins in program[q]:
@@ -242,9 +244,9 @@ class Sequencer:
                     corrupt_need = False
                 words.append(pack_struct(cmd, {"kind": 0, "queue": qi, "instr": {
                     "need": need, "target": ins.target,
-                    "words": list(ins.words) + [0] * (layout["seq_words"] - len(ins.words))}}))
+                    "words": list(ins.words) + [0] * (streams - len(ins.words))}}))
         words.append(pack_struct(cmd, {"kind": 1, "queue": 0, "instr": {"need": [0] * len(QUEUES), "target": 0,
-                                                                         "words": [0] * layout["seq_words"]}}))
+                                                                         "words": [0] * streams}}))
         return words
 
     def _ready(self, op, now):
@@ -627,10 +629,7 @@ class RTLEngine:
         self.scan_layout = scan_layout(self.scan_cfg, self.engine.state_slots)
         self.bus = EngineBus(tb, case["idle"], case["backpressure"], bus_units(self.mamba2))
         self.timed = not case["idle"] and not case["backpressure"]
-        queues = queue_targets(self.mamba2)
-        self.seq_layout = {"seq_cmd": cmd_layout(queues, self.engine.program_depth, WORDS_BITS),
-                           "seq_count_bits": self.engine.program_depth.bit_length(),
-                           "seq_words": max(len(t) for targets in queues.values() for t in targets)}
+        self.seq_layout = cmd_layout(queue_targets(self.mamba2), self.engine.program_depth, WORDS_BITS)
         self.sequencer_errors = []
         self.corrupt_pending = True
         self.passes, self.timing_errors = [], []
