@@ -18,10 +18,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from specmx.hdl.arith import leading_zeros
+from specmx.models.function_tables import CANONICAL_NAN
 
-__all__ = ["fp32_add", "FAddChain", "CANONICAL_NAN"]
-
-CANONICAL_NAN = 0x7FC00000
+__all__ = ["fp32_add", "FAddChain"]
 
 
 def fp32_add(m, a, b, name):

@@ -253,7 +253,7 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
     conv_beats, scan_beats = dims.conv_dim // conv.lanes, di * (N // ssm.lanes)
     dt_words = dims.heads if dims.family == "mamba2" else di
     conv_out = lambda T: (T * conv_beats, T * conv_beats)                 # outputs, windows
-    scan_out = lambda T: (T * di, T * (ssm.d_inner * ssm.d_state // ssm.lanes))   # outputs, states
+    scan_out = lambda T: (T * di, T * scan_beats)                         # outputs, states
     fu_out = lambda T: (ceil(T * dt_words / engine.lanes),)
 
     for t, T in enumerate(tiles):
@@ -284,8 +284,7 @@ def step_ops(engine: EngineConfig, dims: ModelDims, parent, backtrack="store", p
             p.linear(f"x_proj[{j}]", T, di, dims.dt_rank + 2 * N, [f"conv[{j}]"])
             dt = p.linear(f"dt_proj[{j}]", T, dims.dt_rank, di, [f"x_proj[{j}]"])
         p.add(f"softplus[{j}]", "fu", DT_BIAS_ADD + function_unit_cycles("softplus", T * dt_words, lanes=engine.lanes).busy,
-              [dt],
-              outputs=fu_out(T))
+              [dt], outputs=fu_out(T))
 
     def post(job):
         l, t = divmod(job, nt)
